@@ -1,0 +1,50 @@
+"""The one interface every strategy implements.
+
+A strategy is a pure function of the study's history: given the trials read back from the
+tracking store and the trial numbers the driver wants filled, it returns what to run. It keeps no
+state between calls that MLflow does not have, which is what makes a killed study resumable and
+lets several workers feed one study. Trial numbers seed per-trial randomness, so a trial that was
+interrupted (and is therefore absent from the history) is proposed again with the same parameters.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from src.space import SearchSpace
+from src.trial import Direction, Proposal, Trial
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Proposals for some of the requested numbers, in order; ``finished`` ends the study."""
+
+    proposals: list[Proposal] = field(default_factory=list)
+    finished: bool = False
+
+
+class Strategy(ABC):
+    """Decides what to run next from the history alone; deterministic for a seed and a history."""
+
+    name: str = ""
+
+    def __init__(self, space: SearchSpace, seed: int, direction: Direction):
+        self.space = space
+        self.seed = seed
+        self.direction = direction
+
+    @abstractmethod
+    def propose(self, history: Sequence[Trial], numbers: Sequence[int]) -> Decision:
+        """Parameter sets for trials ``numbers`` (fewer, even none, if it must wait for results)."""
+
+    def max_trials(self) -> int | None:
+        """How many trials the strategy needs at most; None when it would go on for ever."""
+        return None
+
+    def rng(self, number: int) -> np.random.Generator:
+        """A generator owned by one trial number, so its draws do not depend on what ran before."""
+        return np.random.default_rng([self.seed, number])

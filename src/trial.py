@@ -1,0 +1,73 @@
+"""What a strategy sees of a study: its trials, as read back from the tracking store."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from src.space import Params
+
+
+class TrialState(enum.Enum):
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    PRUNED = "pruned"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One attempt at a parameter set. ``number`` orders trials in the study and seeds them."""
+
+    number: int
+    params: Params
+    state: TrialState
+    value: float | None = None
+    run_id: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state is not TrialState.RUNNING
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A parameter set a strategy wants run; ``tags`` are recorded on the trial (e.g. its stage)."""
+
+    params: Params
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class Direction(enum.Enum):
+    MINIMIZE = "minimize"
+    MAXIMIZE = "maximize"
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether ``a`` is strictly better than ``b``."""
+        return a < b if self is Direction.MINIMIZE else a > b
+
+    def loss(self, value: float) -> float:
+        """The value turned into something to minimise, so strategies need one code path."""
+        return value if self is Direction.MINIMIZE else -value
+
+
+def best_trial(trials: list[Trial], direction: Direction) -> Trial | None:
+    """The complete trial with the best value; the earliest wins a tie, so the answer is stable."""
+    best = None
+    for trial in trials:
+        if trial.state is TrialState.COMPLETE and trial.value is not None and math.isfinite(trial.value):
+            if best is None or direction.better(trial.value, best.value):
+                best = trial
+    return best
+
+
+@dataclass
+class TrialContext:
+    """What an objective gets beside its parameters: who it is, where to run, and where to report."""
+
+    number: int
+    seed: int
+    device: str
+    report: Callable[[int, Mapping[str, float]], None]
