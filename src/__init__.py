@@ -1,0 +1,19 @@
+"""Experiment-tracked hyperparameter optimisation for PyTorch.
+
+``python -m src.tune`` is the CLI; ``optimize`` is the same engine as a Python API.
+"""
+
+import os
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+__all__ = ["StudyResult", "optimize"]
+
+
+def __getattr__(name: str):
+    """Import the engine (and MLflow with it) on first use, so the CLI can reject bad configs fast."""
+    if name in __all__:
+        from src import study
+
+        return getattr(study, name)
+    raise AttributeError(f"module 'src' has no attribute {name!r}")

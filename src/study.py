@@ -1,0 +1,140 @@
+"""The Python API: ``optimize`` runs a tracked, resumable study of any objective.
+
+The driver loop is the same for every strategy and executor: read the history back from MLflow,
+ask the strategy for parameters for the trial numbers still free, hand them to the executor, and
+repeat until every number below the budget is finished or the strategy says it is done.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from src.errors import ConfigError
+from src.execution import Executor, Objective, TrialJob, make_executor, resolve_device
+from src.space import SearchSpace
+from src.strategies import Strategy, make_strategy
+from src.tracking import StudyRecord, StudySpec, Tracker, flatten
+from src.trial import Direction, Trial, TrialState, best_trial
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """How a study ended: its best trial (None if none completed), parent run id and all trials."""
+
+    best: Trial | None
+    parent_run_id: str
+    trials: list[Trial]
+
+
+def optimize(
+    objective: Objective,
+    space: SearchSpace | Mapping[str, Any],
+    strategy: str = "random",
+    n_trials: int | None = None,
+    *,
+    direction: str = "minimize",
+    metric: str | None = None,
+    seed: int = 0,
+    study: str | None = None,
+    tracking_uri: str = DEFAULT_TRACKING_URI,
+    experiment: str = "hpo",
+    strategy_options: Mapping[str, Any] | None = None,
+    executor: str | Executor = "inline",
+    device: str = "cpu",
+    config: Mapping[str, Any] | None = None,
+    config_text: str = "",
+    tags: Mapping[str, str] | None = None,
+    progress: bool = True,
+    poll_interval_s: float = 2.0,
+) -> StudyResult:
+    """Tune ``objective`` over ``space`` and track every trial in MLflow.
+
+    ``objective(params)`` or ``objective(params, trial)`` returns a number, or a mapping holding
+    ``metric``; ``trial`` (a ``TrialContext``) carries the trial's seed and device and a
+    ``report(epoch, metrics)`` callback that logs learning curves. Running the same call again
+    resumes the study of that name: finished trials are kept, interrupted ones run again, and a
+    larger ``n_trials`` adds only the missing trials. ``config`` is whatever else defines the study
+    (dataset, model, ...): it is recorded, and a resume with a different one is refused.
+    """
+    space = space if isinstance(space, SearchSpace) else SearchSpace.from_config(space)
+    try:
+        goal = Direction(direction)
+    except ValueError:
+        raise ConfigError("direction", f"must be 'minimize' or 'maximize', got {direction!r}") from None
+    chosen = make_strategy(strategy, space, seed, goal, strategy_options)
+    budget = _budget(n_trials, chosen.max_trials(), strategy)
+    runner = make_executor(executor) if isinstance(executor, str) else executor
+    name = study or f"{strategy}-{getattr(objective, '__name__', type(objective).__name__)}"
+    identity = {"seed": seed, "direction": goal.value, "metric": metric or "",
+                "strategy": {"name": strategy, **(strategy_options or {})}, "space": space.describe(), **(config or {})}
+    spec = StudySpec(name, experiment, goal, metric or "objective", flatten(identity),
+                     {"strategy": strategy, **(tags or {})}, config_text)
+
+    record = Tracker(tracking_uri).open_study(spec, space)
+    record.reap_dead_trials()
+    status = "FAILED"
+    try:
+        make_job = partial(TrialJob, objective=objective, sink=record.sink, seed=seed, device=resolve_device(device),
+                           metric=metric)
+        trials = _drive(record, chosen, runner, budget, make_job, name, progress, poll_interval_s)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        record.end(status)
+    return StudyResult(best_trial(trials, goal), record.run_id, trials)
+
+
+def _budget(n_trials: int | None, strategy_max: int | None, strategy: str) -> int:
+    if n_trials is None:
+        if strategy_max is None:
+            raise ConfigError("n_trials", f"strategy {strategy!r} never finishes by itself: set n_trials")
+        return strategy_max
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise ConfigError("n_trials", f"must be an integer >= 1, got {n_trials!r}")
+    return n_trials
+
+
+def _drive(record: StudyRecord, strategy: Strategy, runner: Executor, budget: int,
+           make_job: Callable[..., TrialJob], name: str, progress: bool, poll_interval_s: float) -> list[Trial]:
+    history = record.history()
+    bar = tqdm(total=budget, initial=_done(history, budget), desc=name, unit="trial", disable=not progress,
+               dynamic_ncols=True)
+    finished = False
+    with bar:
+        while True:
+            taken = {t.number for t in history}
+            free = [k for k in range(budget) if k not in taken][: runner.free_slots()]
+            if free and not finished:
+                decision = strategy.propose(history, free)
+                finished = decision.finished
+                for number, proposal in zip(free, decision.proposals):
+                    runner.submit(make_job(number=number, proposal=proposal))
+            if runner.busy():
+                runner.wait()
+            elif any(t.state is TrialState.RUNNING for t in history):
+                time.sleep(poll_interval_s)  # trials owned by another process of this study
+            elif finished or not free:
+                break
+            else:
+                raise RuntimeError(f"strategy {strategy.name!r} proposed nothing while no trial is running")
+            history = record.history()
+            best = record.write_summary(history)
+            bar.n = _done(history, budget)
+            if best is not None:
+                bar.set_postfix(best=f"{best.value:.4g}", refresh=False)
+            bar.refresh()
+    return history
+
+
+def _done(history: list[Trial], budget: int) -> int:
+    return sum(t.finished and t.number < budget for t in history)

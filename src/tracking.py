@@ -1,0 +1,300 @@
+"""The only module that talks to MLflow.
+
+A study is a parent run; each trial is a nested child run (standard ``mlflow.parentRunId`` tag).
+Everything a strategy needs is stored there, so the history read back from MLflow is the study's
+state: re-running a killed study's command reopens its parent run and carries on.
+
+Layout of what is written:
+
+- parent: tags ``study``, ``strategy``, ``direction``, ``metric`` (and whatever the caller adds,
+  e.g. ``dataset``, ``model``); params = the flattened study-defining config, which is also how a
+  resumed study is checked to be the same study; artifact ``config.yaml``; metrics
+  ``best_objective``, ``n_complete``, ``n_failed``, ``n_pruned``; tags ``best_run_id`` and
+  ``best.<param>``.
+- child: tags ``trial`` (number), ``device``, ``host``/``pid``/``pid_start`` (to tell a dead owner),
+  ``strategy.<key>`` (what the strategy attached to its proposal), ``error`` when it failed and
+  ``interrupted`` when its process died; params = the trial's parameters; metrics per epoch
+  (``step`` = epoch), then ``objective`` and ``duration_s``. Status: RUNNING, FINISHED, FAILED,
+  KILLED (pruned).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from src.errors import StudyConflictError
+from src.space import SearchSpace
+from src.trial import Direction, Proposal, Trial, TrialState, best_trial
+
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+STRATEGY_TAG_PREFIX = "strategy."
+_STATES = {"RUNNING": TrialState.RUNNING, "FINISHED": TrialState.COMPLETE, "FAILED": TrialState.FAILED,
+           "KILLED": TrialState.PRUNED}
+_PAGE = 1000
+_BATCH = 100  # MLflow's limit on params per log_batch call
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What identifies a study and what its parent run records."""
+
+    name: str
+    experiment: str
+    direction: Direction
+    metric: str
+    config: Mapping[str, str]
+    tags: Mapping[str, str]
+    config_text: str = ""
+
+
+@dataclass(frozen=True)
+class TrialSink:
+    """Where a worker writes a trial: plain data, so a worker process can receive it."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """Keep artifacts beside a local SQLite store (``<dir>/mlruns``) rather than under the cwd."""
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+        return None
+    return str(Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns")
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config to ``a.b.c -> str(value)``, the form MLflow params take."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class Tracker:
+    """A connection to a tracking store: opens studies and reads them back."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+
+    def experiment_id(self, name: str) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=default_artifact_location(self.uri))
+        except MlflowException:  # created meanwhile by another process
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def find_study(self, experiment_id: str, name: str) -> str | None:
+        """The parent run of study ``name``; the oldest one if a race ever created two."""
+        runs = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.study = '{_quote(name)}'", order_by=["attributes.start_time ASC"],
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def open_study(self, spec: StudySpec, space: SearchSpace) -> StudyRecord:
+        """Create the study's parent run, or reopen it after checking the config is the same."""
+        experiment_id = self.experiment_id(spec.experiment)
+        run_id = self.find_study(experiment_id, spec.name)
+        if run_id is None:
+            run_id = self._create_parent(experiment_id, spec)
+        else:
+            self._check_same_config(run_id, spec)
+            self.client.update_run(run_id, status="RUNNING")
+        return StudyRecord(self, experiment_id, run_id, space, spec.direction)
+
+    def _create_parent(self, experiment_id: str, spec: StudySpec) -> str:
+        tags = {"study": spec.name, "direction": spec.direction.value, "metric": spec.metric, **spec.tags}
+        run = self.client.create_run(experiment_id, run_name=spec.name, tags=tags)
+        params = [Param(k, v) for k, v in spec.config.items()]
+        for start in range(0, len(params), _BATCH):
+            self.client.log_batch(run.info.run_id, params=params[start : start + _BATCH])
+        if spec.config_text:
+            self.client.log_text(run.info.run_id, spec.config_text, "config.yaml")
+        return run.info.run_id
+
+    def _check_same_config(self, run_id: str, spec: StudySpec) -> None:
+        recorded = self.client.get_run(run_id).data.params
+        differing = sorted(k for k in set(recorded) | set(spec.config) if recorded.get(k) != spec.config.get(k))
+        if differing:
+            shown = ", ".join(f"{k} ({recorded.get(k, '<unset>')} -> {spec.config.get(k, '<unset>')})" for k in differing[:5])
+            more = f" and {len(differing) - 5} more" if len(differing) > 5 else ""
+            raise StudyConflictError(
+                f"study {spec.name!r} already exists with a different configuration: {shown}{more}; "
+                "re-run with its configuration to resume it, or pass study=<new name> to start another"
+            )
+
+
+class StudyRecord:
+    """One study's parent run: its history (read incrementally) and its summary."""
+
+    def __init__(self, tracker: Tracker, experiment_id: str, run_id: str, space: SearchSpace, direction: Direction,
+                 refresh_margin_ms: int = 1000):
+        self.client = tracker.client
+        self.sink = TrialSink(tracker.uri, experiment_id, run_id)
+        self.space = space
+        self.direction = direction
+        self._margin = refresh_margin_ms
+        self._trials: dict[str, Trial] = {}
+        self._started_after: int | None = None
+        self._ended_after = 0
+
+    @property
+    def run_id(self) -> str:
+        return self.sink.parent_run_id
+
+    def _children(self, condition: str = "") -> Iterator[Any]:
+        query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'" + (f" and {condition}" if condition else "")
+        token = None
+        while True:
+            page = self.client.search_runs([self.sink.experiment_id], query, max_results=_PAGE, page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def history(self) -> list[Trial]:
+        """All trials but interrupted attempts, ordered by number.
+
+        The first call reads every child; later calls read only children started or ended since
+        the newest seen (less a margin for runs committed late by other processes), so a proposal
+        does not re-scan thousands of runs.
+        """
+        if self._started_after is None:
+            runs = list(self._children())
+        else:
+            runs = [*self._children(f"attributes.start_time >= {self._started_after}"),
+                    *self._children(f"attributes.end_time >= {self._ended_after}")]
+        for run in runs:
+            self._trials[run.info.run_id] = self._to_trial(run)
+            self._started_after = max(self._started_after or 0, run.info.start_time - self._margin)
+            if run.info.end_time:
+                self._ended_after = max(self._ended_after, run.info.end_time - self._margin)
+        if self._started_after is None:
+            self._started_after = 0
+        return sorted((t for t in self._trials.values() if t is not None), key=lambda t: (t.number, t.run_id))
+
+    def _to_trial(self, run: Any) -> Trial | None:
+        tags = run.data.tags
+        if tags.get("interrupted") == "true":
+            return None
+        value = run.data.metrics.get("objective")
+        return Trial(
+            number=int(tags["trial"]),
+            params=self.space.parse(run.data.params),
+            state=_STATES.get(run.info.status, TrialState.FAILED),
+            value=value,
+            run_id=run.info.run_id,
+            tags={k[len(STRATEGY_TAG_PREFIX):]: v for k, v in tags.items() if k.startswith(STRATEGY_TAG_PREFIX)},
+        )
+
+    def reap_dead_trials(self) -> int:
+        """Mark trials whose process on this host has died as failed-and-interrupted.
+
+        Interrupted trials drop out of the history, so the strategy proposes them again. Trials
+        owned by other hosts are left alone: their owner cannot be checked from here.
+        """
+        host = socket.gethostname()
+        reaped = 0
+        for run in self._children("attributes.status = 'RUNNING'"):
+            tags = run.data.tags
+            if tags.get("host") == host and not _alive(int(tags.get("pid", -1)), tags.get("pid_start", "")):
+                self.client.log_batch(run.info.run_id, tags=[
+                    RunTag("interrupted", "true"), RunTag("error", "interrupted: the process running it died")])
+                self.client.set_terminated(run.info.run_id, "FAILED")
+                reaped += 1
+        return reaped
+
+    def write_summary(self, trials: list[Trial]) -> Trial | None:
+        """Put the best trial and the counts on the parent run, so the UI shows them at a glance."""
+        best = best_trial(trials, self.direction)
+        counts = {state: sum(t.state is state for t in trials) for state in TrialState}
+        now = _now_ms()
+        step = sum(t.finished for t in trials)
+        metrics = [Metric(f"n_{state.value}", counts[state], now, step) for state in
+                   (TrialState.COMPLETE, TrialState.FAILED, TrialState.PRUNED)]
+        tags = []
+        if best is not None:
+            metrics.append(Metric("best_objective", best.value, now, step))
+            tags = [RunTag("best_run_id", best.run_id), RunTag("best_trial", str(best.number)),
+                    *(RunTag(f"best.{k}", str(v)) for k, v in best.params.items())]
+        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+        return best
+
+    def end(self, status: str) -> None:
+        self.client.set_terminated(self.run_id, status)
+
+
+class TrialRecorder:
+    """Writes one trial's child run; created inside whichever worker runs the trial."""
+
+    def __init__(self, sink: TrialSink, number: int, proposal: Proposal, device: str):
+        self.client = MlflowClient(tracking_uri=sink.uri)
+        me = psutil.Process()
+        tags = {
+            MLFLOW_PARENT_RUN_ID: sink.parent_run_id,
+            MLFLOW_RUN_NAME: f"trial-{number:04d}",
+            "trial": str(number),
+            "device": device,
+            "host": socket.gethostname(),
+            "pid": str(me.pid),
+            "pid_start": repr(me.create_time()),
+            **{f"{STRATEGY_TAG_PREFIX}{k}": str(v) for k, v in proposal.tags.items()},
+        }
+        self.run_id = self.client.create_run(sink.experiment_id, run_name=tags[MLFLOW_RUN_NAME], tags=tags).info.run_id
+        params = [Param(k, str(v)) for k, v in proposal.params.items()]
+        for start in range(0, len(params), _BATCH):
+            self.client.log_batch(self.run_id, params=params[start : start + _BATCH])
+
+    def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        now = _now_ms()
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+
+    def complete(self, value: float, duration_s: float) -> None:
+        now = _now_ms()
+        self.client.log_batch(self.run_id, metrics=[Metric("objective", value, now, 0),
+                                                    Metric("duration_s", duration_s, now, 0)])
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def fail(self, error: BaseException, duration_s: float, interrupted: bool = False) -> None:
+        tags = [RunTag("error", f"{type(error).__name__}: {error}"[:5000])]
+        if interrupted:
+            tags.append(RunTag("interrupted", "true"))
+        self.client.log_batch(self.run_id, metrics=[Metric("duration_s", duration_s, _now_ms(), 0)], tags=tags)
+        self.client.set_terminated(self.run_id, "FAILED")
+
+
+def _alive(pid: int, started: str) -> bool:
+    try:
+        return repr(psutil.Process(pid).create_time()) == started
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "\\'")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+

@@ -1,0 +1,67 @@
+"""Shared fixtures: a throwaway tracking store, composed configs at a tiny scale, CLI runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+import src.tune  # noqa: F401 - registers the ${project_root:} resolver
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+TINY = [
+    "dataset.subset=200", "dataset.val_size=100", "trainer.epochs=1", "model.conv_channels=[4]",
+    "model.dense=[8]", "progress=false",
+]
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the session (creating its tables costs seconds); tests use unique studies."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def study_name() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def mnist_available() -> None:
+    if not (DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail("data/mnist is missing: run `dvc pull` before the tests (the README's test command does)")
+
+
+@pytest.fixture
+def make_config(store: str, study_name: str, tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose the project's config at a tiny scale, tracked in the session store."""
+
+    def make(*overrides: str) -> DictConfig:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return compose("config", [*TINY, f"tracking.uri={store}", f"study={study_name}", *overrides])
+
+    return make
+
+
+def runs(uri: str, filter_string: str = "") -> list:
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, filter_string, max_results=10000) if experiments else []
+
+
+def children(uri: str, parent_run_id: str) -> list:
+    return runs(uri, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+
+
+def cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m src.tune`` as a user would."""
+    return subprocess.run([sys.executable, "-m", "src.tune", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
