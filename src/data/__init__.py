@@ -1,0 +1,23 @@
+"""Datasets by name. Each loader reads ``data/`` (DVC's) and keeps derived files in the cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from src.data.mnist import load_mnist
+from src.data.splits import Splits
+from src.errors import ConfigError
+
+LOADERS: dict[str, Callable[..., Splits]] = {"mnist": load_mnist}
+
+
+def load_dataset(name: str, root: Path, cache: Path, seed: int, **options: Any) -> Splits:
+    """Load dataset ``name`` from ``root`` (a folder under ``data/``), derived files under ``cache``."""
+    if name not in LOADERS:
+        raise ConfigError("dataset.name", f"unknown dataset {name!r}; use one of {sorted(LOADERS)}")
+    return LOADERS[name](root=Path(root), cache=Path(cache), seed=seed, **options)
+
+
+__all__ = ["LOADERS", "Splits", "load_dataset"]

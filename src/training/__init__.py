@@ -1,0 +1,1 @@
+"""Training and evaluation of one trial; knows nothing about strategies or tracking."""

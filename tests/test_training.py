@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import matthews_corrcoef, recall_score
+
+from src.data.splits import Splits
+from src.models import build_model
+from src.training.loop import fit
+from src.training.metrics import classification_metrics
+from src.tune import run
+from src.trial import TrialState
+from tests.conftest import children
+
+
+def toy_splits(n=64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 8, 8, generator=gen)
+    y = (x.mean(dim=(1, 2, 3)) > 0).long()
+    return Splits(x[: n // 2], y[: n // 2], x[n // 2 :], y[n // 2 :], num_classes=2)
+
+
+def test_metrics_match_sklearn_on_hand_made_labels():
+    y_true = np.array([0, 0, 1, 1, 2, 2, 2, 0])
+    y_pred = np.array([0, 1, 1, 1, 2, 0, 2, 0])
+    scores = classification_metrics(y_true, y_pred, 3)
+    assert scores["accuracy"] == pytest.approx(6 / 8)
+    assert scores["sensitivity"] == pytest.approx(recall_score(y_true, y_pred, average="macro"))
+    # specificity of class 0: 4 of the 5 non-zeros are not called 0; class 1: 5/6; class 2: 5/5
+    assert scores["specificity"] == pytest.approx(np.mean([4 / 5, 5 / 6, 1.0]))
+    assert scores["mcc"] == pytest.approx(matthews_corrcoef(y_true, y_pred))
+
+
+def test_cnn_shapes_and_he_init():
+    model = build_model({"arch": "cnn", "name": "x", "conv_channels": [4, 8], "pool_every": 2, "dense": [16],
+                         "dropout": 0.5}, (1, 28, 28), 10)
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    first = model.net[0].weight
+    assert first.std().item() == pytest.approx((2 / 9) ** 0.5, rel=0.35)
+
+
+def test_fit_reports_every_epoch_and_learns():
+    data = toy_splits(256)
+    model = build_model({"arch": "cnn", "conv_channels": [4], "dense": [8], "dropout": 0.0}, (1, 8, 8), 2)
+    reports = []
+    metrics = fit(model, data, epochs=3, batch_size=16, lr=0.05, momentum=0.9, seed=0,
+                  report=lambda epoch, m: reports.append((epoch, dict(m))))
+    assert [epoch for epoch, _ in reports] == [1, 2, 3]
+    assert set(reports[-1][1]) == {"train_loss", "val_loss", "val_accuracy", "val_sensitivity",
+                                   "val_specificity", "val_mcc"}
+    assert metrics == reports[-1][1]
+    assert reports[-1][1]["train_loss"] < reports[0][1]["train_loss"]
+
+
+def test_nan_loss_raises():
+    data = toy_splits()
+    poisoned = Splits(data.x_train * float("nan"), data.y_train, data.x_val, data.y_val, 2)
+    model = build_model({"arch": "cnn", "conv_channels": [2], "dense": [4], "dropout": 0.0}, (1, 8, 8), 2)
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        fit(model, poisoned, epochs=1, batch_size=8, lr=0.1)
+
+
+@pytest.mark.usefixtures("mnist_available")
+def test_diverging_trials_fail_and_the_study_finishes(make_config, store):
+    cfg = make_config("n_trials=2", "space.trainer.lr.low=1e30", "space.trainer.lr.high=1e31",
+                      "space.trainer.batch_size.values=[32]")
+    result = run(cfg)
+    assert [t.state for t in result.trials] == [TrialState.FAILED, TrialState.FAILED]
+    assert result.best is None
+    errors = [r.data.tags["error"] for r in children(store, result.parent_run_id)]
+    assert all(e.startswith("FloatingPointError") for e in errors), errors
