@@ -23,6 +23,7 @@ from src.tracking import StudyRecord, StudySpec, Tracker, flatten
 from src.trial import Direction, Trial, TrialState, best_trial
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def _drive(record: StudyRecord, strategy: Strategy, runner: Executor, budget: in
     bar = tqdm(total=budget, initial=_done(history, budget), desc=name, unit="trial", disable=not progress,
                dynamic_ncols=True)
     finished = False
+    summarised = 0.0
     with bar:
         while True:
             taken = {t.number for t in history}
@@ -128,11 +130,15 @@ def _drive(record: StudyRecord, strategy: Strategy, runner: Executor, budget: in
             else:
                 raise RuntimeError(f"strategy {strategy.name!r} proposed nothing while no trial is running")
             history = record.history()
-            best = record.write_summary(history)
+            best = best_trial(history, strategy.direction)
+            if time.monotonic() - summarised >= SUMMARY_INTERVAL_S:
+                record.write_summary(history)
+                summarised = time.monotonic()
             bar.n = _done(history, budget)
             if best is not None:
                 bar.set_postfix(best=f"{best.value:.4g}", refresh=False)
             bar.refresh()
+    record.write_summary(history)
     return history
 
 

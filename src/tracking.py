@@ -123,6 +123,14 @@ class Tracker:
             self.client.update_run(run_id, status="RUNNING")
         return StudyRecord(self, experiment_id, run_id, space, spec.direction)
 
+    def load_study(self, experiment: str, name: str, space: SearchSpace, direction: Direction) -> StudyRecord:
+        """An existing study, for reading back (reports, benchmarks); its runs are left as they are."""
+        experiment_id = self.experiment_id(experiment)
+        run_id = self.find_study(experiment_id, name)
+        if run_id is None:
+            raise LookupError(f"no study {name!r} in experiment {experiment!r} at {self.uri}")
+        return StudyRecord(self, experiment_id, run_id, space, direction)
+
     def _create_parent(self, experiment_id: str, spec: StudySpec) -> str:
         tags = {"study": spec.name, "direction": spec.direction.value, "metric": spec.metric, **spec.tags}
         run = self.client.create_run(experiment_id, run_name=spec.name, tags=tags)
@@ -149,15 +157,14 @@ class StudyRecord:
     """One study's parent run: its history (read incrementally) and its summary."""
 
     def __init__(self, tracker: Tracker, experiment_id: str, run_id: str, space: SearchSpace, direction: Direction,
-                 refresh_margin_ms: int = 1000):
+                 refresh_margin_ms: int = 250):
         self.client = tracker.client
         self.sink = TrialSink(tracker.uri, experiment_id, run_id)
         self.space = space
         self.direction = direction
         self._margin = refresh_margin_ms
         self._trials: dict[str, Trial] = {}
-        self._started_after: int | None = None
-        self._ended_after = 0
+        self._read_at: int | None = None
 
     @property
     def run_id(self) -> str:
@@ -177,21 +184,19 @@ class StudyRecord:
         """All trials but interrupted attempts, ordered by number.
 
         The first call reads every child; later calls read only children started or ended since
-        the newest seen (less a margin for runs committed late by other processes), so a proposal
-        does not re-scan thousands of runs.
+        the previous read (less a margin for runs that other processes committed late), so a
+        proposal does not re-scan thousands of runs.
         """
-        if self._started_after is None:
+        now = _now_ms()
+        if self._read_at is None:
             runs = list(self._children())
         else:
-            runs = [*self._children(f"attributes.start_time >= {self._started_after}"),
-                    *self._children(f"attributes.end_time >= {self._ended_after}")]
+            since = self._read_at - self._margin
+            runs = [*self._children(f"attributes.start_time >= {since}"),
+                    *self._children(f"attributes.end_time >= {since}")]
+        self._read_at = now
         for run in runs:
             self._trials[run.info.run_id] = self._to_trial(run)
-            self._started_after = max(self._started_after or 0, run.info.start_time - self._margin)
-            if run.info.end_time:
-                self._ended_after = max(self._ended_after, run.info.end_time - self._margin)
-        if self._started_after is None:
-            self._started_after = 0
         return sorted((t for t in self._trials.values() if t is not None), key=lambda t: (t.number, t.run_id))
 
     def _to_trial(self, run: Any) -> Trial | None:
@@ -225,7 +230,7 @@ class StudyRecord:
                 reaped += 1
         return reaped
 
-    def write_summary(self, trials: list[Trial]) -> Trial | None:
+    def write_summary(self, trials: list[Trial]) -> None:
         """Put the best trial and the counts on the parent run, so the UI shows them at a glance."""
         best = best_trial(trials, self.direction)
         counts = {state: sum(t.state is state for t in trials) for state in TrialState}
@@ -239,7 +244,6 @@ class StudyRecord:
             tags = [RunTag("best_run_id", best.run_id), RunTag("best_trial", str(best.number)),
                     *(RunTag(f"best.{k}", str(v)) for k, v in best.params.items())]
         self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
-        return best
 
     def end(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status)

@@ -80,6 +80,9 @@ def main() -> None:
     except (MissingConfigException, ConfigCompositionException, OverrideParseException) as error:
         print(f"error: {_first_line(error)}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: the running trial will run again when the same command is re-run", file=sys.stderr)
+        sys.exit(130)
 
 
 def _first_line(error: Exception) -> str:

@@ -85,12 +85,11 @@ def test_cfg_job_prints_the_composed_config():
         assert line in done.stdout
 
 
-def test_killed_cli_study_resumes_and_runs_every_trial_once(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [*TINY, "dataset.subset=1500", "n_trials=5", f"tracking.uri={uri}", "study=killed"]
+def start_and_stop_mid_trial(uri: str, args: list[str], sig: signal.Signals) -> subprocess.Popen:
+    """Start the CLI and send ``sig`` while a trial runs after two have finished."""
     runs(uri)  # create the store first, so polling it below never races the CLI's schema set-up
     process = subprocess.Popen([sys.executable, "-m", "src.tune", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
     while time.time() < deadline:
         states = [r.info.status for r in runs(uri, "tags.trial != ''")]
@@ -99,8 +98,15 @@ def test_killed_cli_study_resumes_and_runs_every_trial_once(tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail("the study never got two trials in")
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(sig)
+    process.wait(timeout=60)
+    return process
+
+
+def test_killed_cli_study_resumes_and_runs_every_trial_once(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [*TINY, "dataset.subset=1500", "n_trials=5", f"tracking.uri={uri}", "study=killed"]
+    start_and_stop_mid_trial(uri, args, signal.SIGKILL)
 
     resumed = cli(*args)
     assert resumed.returncode == 0, resumed.stderr
@@ -111,3 +117,15 @@ def test_killed_cli_study_resumes_and_runs_every_trial_once(tmp_path):
     assert len(interrupted) == 1 and interrupted[0].info.status == "FAILED"
     retry = next(r for r in kids if r.info.status == "FINISHED" and r.data.tags["trial"] == interrupted[0].data.tags["trial"])
     assert retry.data.params == interrupted[0].data.params
+
+
+def test_ctrl_c_marks_the_trial_interrupted_and_the_study_killed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [*TINY, "dataset.subset=1500", "n_trials=5", f"tracking.uri={uri}", "study=ctrl-c"]
+    process = start_and_stop_mid_trial(uri, args, signal.SIGINT)
+    assert process.returncode == 130
+    assert "re-run" in process.stderr.read().strip().splitlines()[-1]
+    parent = runs(uri, "tags.study = 'ctrl-c'")[0]
+    assert parent.info.status == "KILLED"
+    kids = children(uri, parent.info.run_id)
+    assert [r.data.tags.get("interrupted") for r in kids if r.info.status != "FINISHED"] == ["true"]
