@@ -15,7 +15,7 @@ from torch import nn
 
 
 class CNN(nn.Module):
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, conv_channels: Sequence[int] = (16, 32),
+    def __init__(self, input_shape: tuple[int, ...], num_outputs: int, conv_channels: Sequence[int] = (16, 32),
                  pool_every: int = 1, dense: Sequence[int] = (64,), dropout: float = 0.5):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
@@ -33,7 +33,7 @@ class CNN(nn.Module):
         for size in dense:
             layers += [nn.Linear(features, size), nn.ReLU(), nn.Dropout(dropout)]
             features = size
-        layers.append(nn.Linear(features, num_classes))
+        layers.append(nn.Linear(features, num_outputs))
         self.net = nn.Sequential(*layers)
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):

@@ -43,6 +43,6 @@ class TrainingObjective:
         cfg = apply_params(self.cfg, params)
         torch.manual_seed(trial.seed)
         model = build_model(OmegaConf.to_container(cfg.model, resolve=True), self.data.input_shape,
-                            self.data.num_classes)
+                            self.data.num_outputs)
         trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
         return fit(model, self.data, device=trial.device, seed=trial.seed, report=trial.report, **trainer)
