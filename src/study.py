@@ -24,6 +24,7 @@ from src.trial import Direction, Trial, TrialState, best_trial
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
+ARTIFACT_INTERVAL_S = 30.0  # how often it refreshes the strategy's tables and plots there
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def _drive(record: StudyRecord, strategy: Strategy, runner: Executor, budget: in
     bar = tqdm(total=budget, initial=_done(history, budget), desc=name, unit="trial", disable=not progress,
                dynamic_ncols=True)
     finished = False
-    summarised = 0.0
+    summarised = explained = time.monotonic()
     with bar:
         while True:
             taken = {t.number for t in history}
@@ -134,11 +135,15 @@ def _drive(record: StudyRecord, strategy: Strategy, runner: Executor, budget: in
             if time.monotonic() - summarised >= SUMMARY_INTERVAL_S:
                 record.write_summary(history)
                 summarised = time.monotonic()
+            if time.monotonic() - explained >= ARTIFACT_INTERVAL_S:
+                record.log_artifacts(strategy.artifacts(history))
+                explained = time.monotonic()
             bar.n = _done(history, budget)
             if best is not None:
                 bar.set_postfix(best=f"{best.value:.4g}", refresh=False)
             bar.refresh()
     record.write_summary(history)
+    record.log_artifacts(strategy.artifacts(history))
     return history
 
 

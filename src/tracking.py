@@ -20,8 +20,10 @@ Layout of what is written:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -165,6 +167,7 @@ class StudyRecord:
         self._margin = refresh_margin_ms
         self._trials: dict[str, Trial] = {}
         self._read_at: int | None = None
+        self._uploaded: dict[str, str] = {}
 
     @property
     def run_id(self) -> str:
@@ -244,6 +247,18 @@ class StudyRecord:
             tags = [RunTag("best_run_id", best.run_id), RunTag("best_trial", str(best.number)),
                     *(RunTag(f"best.{k}", str(v)) for k, v in best.params.items())]
         self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+
+    def log_artifacts(self, files: Mapping[str, str | bytes]) -> None:
+        """Upload files that are new or changed since this record last uploaded them."""
+        for name, content in files.items():
+            digest = hashlib.sha256(content.encode() if isinstance(content, str) else content).hexdigest()
+            if self._uploaded.get(name) == digest:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / Path(name).name
+                path.write_bytes(content.encode() if isinstance(content, str) else content)
+                self.client.log_artifact(self.run_id, str(path), str(Path(name).parent) if "/" in name else None)
+            self._uploaded[name] = digest
 
     def end(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status)

@@ -13,6 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from src import optimize
 from src.errors import ConfigError, StudyConflictError
+from src.strategies import STRATEGIES
+from src.strategies.random import RandomSearch
 from src.trial import TrialState
 from tests.conftest import ROOT, children
 
@@ -168,3 +170,20 @@ def test_a_study_killed_mid_trial_resumes_with_every_trial_once(store, study_nam
     expected = {r.data.tags["trial"]: (r.data.params, r.data.metrics["objective"])
                 for r in children(store, reference.info.run_id)}
     assert {r.data.tags["trial"]: (r.data.params, r.data.metrics["objective"]) for r in finished} == expected
+
+
+def test_strategy_tables_and_plots_land_on_the_parent(store, study_name, monkeypatch, tmp_path):
+    class Explained(RandomSearch):
+        name = "explained"
+
+        def artifacts(self, history):
+            return {"table.csv": f"finished\n{sum(t.finished for t in history)}\n", "plots/curve.png": b"\x89PNG"}
+
+    monkeypatch.setitem(STRATEGIES, "explained", Explained)
+    result = optimize(quadratic, SPACE, "explained", n_trials=3, study=study_name, tracking_uri=store,
+                      progress=False)
+    client = MlflowClient(store)
+    assert sorted(a.path for a in client.list_artifacts(result.parent_run_id)) == ["plots", "table.csv"]
+    table = client.download_artifacts(result.parent_run_id, "table.csv", str(tmp_path))
+    assert open(table).read() == "finished\n3\n"
+    assert [a.path for a in client.list_artifacts(result.parent_run_id, "plots")] == ["plots/curve.png"]

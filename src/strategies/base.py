@@ -41,6 +41,15 @@ class Strategy(ABC):
     def propose(self, history: Sequence[Trial], numbers: Sequence[int]) -> Decision:
         """Parameter sets for trials ``numbers`` (fewer, even none, if it must wait for results)."""
 
+    def artifacts(self, history: Sequence[Trial]) -> dict[str, str | bytes]:
+        """Tables and plots explaining the decisions so far, logged on the study's parent run.
+
+        File name -> text (CSV, markdown) or bytes (PNG). Called when trials have finished, at most
+        every ``ARTIFACT_INTERVAL_S`` seconds and at the end of the study; only changed files are
+        uploaded again.
+        """
+        return {}
+
     def max_trials(self) -> int | None:
         """How many trials the strategy needs at most; None when it would go on for ever."""
         return None
