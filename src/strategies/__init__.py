@@ -10,10 +10,11 @@ from src.errors import ConfigError
 from src.space import SearchSpace
 from src.strategies.base import Decision, Strategy
 from src.strategies.grid import GridSearch
+from src.strategies.t_sampling import TSampling
 from src.strategies.random import RandomSearch
 from src.trial import Direction
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (GridSearch, RandomSearch)}
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (GridSearch, RandomSearch, TSampling)}
 
 
 def make_strategy(
