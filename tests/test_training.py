@@ -68,3 +68,20 @@ def test_diverging_trials_fail_and_the_study_finishes(make_config, store):
     assert result.best is None
     errors = [r.data.tags["error"] for r in children(store, result.parent_run_id)]
     assert all(e.startswith("FloatingPointError") for e in errors), errors
+
+
+def test_regression_reports_rmse_scaled_and_original_and_the_test_split_once():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(96, 5, 2, generator=gen)
+    y = x.sum(dim=(1, 2)).unsqueeze(1) / 10
+    data = Splits(x[:64], y[:64], x[64:80], y[64:80], None, x[80:], y[80:], target_scale=250.0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(10, 1))
+    reports = []
+    metrics = fit(model, data, epochs=2, batch_size=16, lr=0.05, optimizer="adam",
+                  report=lambda epoch, m: reports.append((epoch, dict(m))))
+    assert [epoch for epoch, _ in reports] == [1, 2]
+    assert not any(k.startswith("test_") for k in reports[0][1])
+    assert metrics == reports[-1][1]
+    assert metrics["val_rmse"] == pytest.approx(metrics["val_loss"] ** 0.5)
+    assert metrics["val_rmse_original"] == pytest.approx(250.0 * metrics["val_rmse"])
+    assert metrics["test_rmse_original"] == pytest.approx(250.0 * metrics["test_loss"] ** 0.5)

@@ -1,8 +1,14 @@
-"""A short training loop: SGD/Adam over in-memory tensors, evaluate and report every epoch."""
+"""A short training loop: SGD/Adam over in-memory tensors, evaluate and report every epoch.
+
+Classification trains on cross-entropy and reports accuracy, loss, macro sensitivity,
+specificity and MCC; regression (``Splits.num_classes is None``) trains on the mean squared error
+of the scaled target and reports its RMSE, also in original units. The test split, when the data
+has one, is evaluated once after the last epoch.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +21,8 @@ from src.training.metrics import classification_metrics
 Report = Callable[[int, Mapping[str, float]], None]
 
 
-def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, momentum: float,
+                   weight_decay: float) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
@@ -23,45 +30,62 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
     raise ConfigError("trainer.optimizer", f"unknown optimizer {name!r}; use 'sgd' or 'adam'")
 
 
+def loss_function(data: Splits) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return F.cross_entropy if data.num_classes is not None else F.mse_loss
+
+
 def fit(model: nn.Module, data: Splits, *, epochs: int, batch_size: int, lr: float, optimizer: str = "sgd",
         momentum: float = 0.0, weight_decay: float = 0.0, device: str = "cpu", seed: int = 0,
         report: Report | None = None) -> dict[str, float]:
-    """Train for ``epochs`` and return the last epoch's metrics; a non-finite loss raises.
+    """Train for ``epochs`` and return the last epoch's metrics (and the test split's); a non-finite loss raises.
 
     With ``epochs=0`` the untrained model is evaluated once (reported as epoch 0).
     """
     model.to(device)
     opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
     shuffle = torch.Generator().manual_seed(seed)
-    x, y = data.x_train.to(device), data.y_train.to(device)
-    metrics = evaluate(model, data, device)
+    metrics = evaluate(model, data, "val", device)
     for epoch in range(1, epochs + 1):
-        model.train()
-        total = 0.0
-        for idx in torch.randperm(len(y), generator=shuffle).split(batch_size):
-            idx = idx.to(device)
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} in epoch {epoch}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        metrics = {"train_loss": total / len(y), **evaluate(model, data, device)}
-        if report is not None:
+        metrics = {"train_loss": train_epoch(model, opt, data, batch_size, shuffle, device, epoch),
+                   **evaluate(model, data, "val", device)}
+        if report is not None and epoch < epochs:
             report(epoch, metrics)
-    if epochs == 0 and report is not None:
-        report(0, metrics)
+    if data.x_test is not None:
+        metrics |= evaluate(model, data, "test", device)
+    if report is not None:
+        report(epochs, metrics)
     return metrics
 
 
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Splits, batch_size: int,
+                shuffle: torch.Generator, device: str, epoch: int) -> float:
+    """One pass over the training split in a seeded random order; returns the mean training loss."""
+    model.train()
+    criterion = loss_function(data)
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    total = 0.0
+    for idx in torch.randperm(len(y), generator=shuffle).split(batch_size):
+        idx = idx.to(device)
+        loss = criterion(model(x[idx]), y[idx])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} in epoch {epoch}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+    return total / len(y)
+
+
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: Splits, device: str, batch_size: int = 1024) -> dict[str, float]:
+def evaluate(model: nn.Module, data: Splits, split: str, device: str, batch_size: int = 1024) -> dict[str, float]:
+    """Metrics on ``split`` ("val" or "test"), each named ``<split>_<metric>``."""
     model.eval()
-    losses, predictions = [], []
-    for xb, yb in zip(data.x_val.split(batch_size), data.y_val.split(batch_size)):
-        logits = model(xb.to(device))
-        losses.append(F.cross_entropy(logits, yb.to(device), reduction="sum").item())
-        predictions.append(logits.argmax(dim=1).cpu())
-    scores = classification_metrics(data.y_val.numpy(), torch.cat(predictions).numpy(), data.num_classes)
-    return {"val_loss": sum(losses) / len(data.y_val), **{f"val_{k}": v for k, v in scores.items()}}
+    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    outputs = torch.cat([model(xb.to(device)).cpu() for xb in x.split(batch_size)])
+    loss = loss_function(data)(outputs, y).item()
+    if data.num_classes is None:
+        rmse = loss**0.5
+        scores = {"loss": loss, "rmse": rmse, "rmse_original": rmse * data.target_scale}
+    else:
+        scores = {"loss": loss, **classification_metrics(y.numpy(), outputs.argmax(dim=1).numpy(), data.num_classes)}
+    return {f"{split}_{name}": value for name, value in scores.items()}

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, matthews_corrcoef
 
-CLASSIFICATION_METRICS = ("train_loss", "val_loss", "val_accuracy", "val_sensitivity", "val_specificity", "val_mcc")
+TASK_METRICS = {
+    "classification": ("train_loss", "val_loss", "val_accuracy", "val_sensitivity", "val_specificity", "val_mcc"),
+    "regression": ("train_loss", "val_loss", "val_rmse", "val_rmse_original"),
+}
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
