@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import psutil
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -133,6 +134,49 @@ class Tracker:
             raise LookupError(f"no study {name!r} in experiment {experiment!r} at {self.uri}")
         return StudyRecord(self, experiment_id, run_id, space, direction)
 
+    def study_frame(self, experiment: str, name: str) -> tuple[dict[str, Any], pd.DataFrame]:
+        """A study for reports: the parent's tags, metrics and times, and one row per trial.
+
+        Trial columns: ``number``, ``status``, ``objective``, ``duration_s``, ``start``, ``end``
+        (epoch ms), ``run_id``, ``interrupted``, then ``param.<name>``, ``metric.<name>`` (last
+        value) and ``tag.<name>``.
+        """
+        experiment_id = self.experiment_id(experiment)
+        run_id = self.find_study(experiment_id, name)
+        if run_id is None:
+            raise LookupError(f"no study {name!r} in experiment {experiment!r} at {self.uri}")
+        parent = self.client.get_run(run_id)
+        query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'"
+        rows = []
+        for run in _pages(self.client, experiment_id, query):
+            row = {"number": int(run.data.tags["trial"]), "status": run.info.status,
+                   "objective": run.data.metrics.get("objective"), "duration_s": run.data.metrics.get("duration_s"),
+                   "start": run.info.start_time, "end": run.info.end_time, "run_id": run.info.run_id,
+                   "interrupted": run.data.tags.get("interrupted") == "true"}
+            row |= {f"param.{k}": v for k, v in run.data.params.items()}
+            row |= {f"metric.{k}": v for k, v in run.data.metrics.items()}
+            row |= {f"tag.{k}": v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+            rows.append(row)
+        study = {"run_id": run_id, "name": name, "experiment": experiment, "tags": dict(parent.data.tags),
+                 "metrics": dict(parent.data.metrics), "start": parent.info.start_time, "end": parent.info.end_time,
+                 "status": parent.info.status}
+        frame = pd.DataFrame(rows)
+        return study, frame.sort_values(["number", "start"]).reset_index(drop=True) if rows else frame
+
+    def log_report(self, experiment: str, name: str, files: Mapping[str, str | bytes],
+                   metrics: Mapping[str, float] | None = None) -> str:
+        """Put a report's files (and headline numbers) on a run named ``report-<name>``; returns its id."""
+        experiment_id = self.experiment_id(experiment)
+        found = self.client.search_runs([experiment_id], f"tags.report = '{_quote(name)}'", max_results=1)
+        run_id = found[0].info.run_id if found else self.client.create_run(
+            experiment_id, run_name=f"report-{name}", tags={"report": name}).info.run_id
+        _upload(self.client, run_id, files)
+        if metrics:
+            now = _now_ms()
+            self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
     def _create_parent(self, experiment_id: str, spec: StudySpec) -> str:
         tags = {"study": spec.name, "direction": spec.direction.value, "metric": spec.metric, **spec.tags}
         run = self.client.create_run(experiment_id, run_name=spec.name, tags=tags)
@@ -175,13 +219,7 @@ class StudyRecord:
 
     def _children(self, condition: str = "") -> Iterator[Any]:
         query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'" + (f" and {condition}" if condition else "")
-        token = None
-        while True:
-            page = self.client.search_runs([self.sink.experiment_id], query, max_results=_PAGE, page_token=token)
-            yield from page
-            token = page.token
-            if not token:
-                return
+        return _pages(self.client, self.sink.experiment_id, query)
 
     def history(self) -> list[Trial]:
         """All trials but interrupted attempts, ordered by number.
@@ -250,15 +288,9 @@ class StudyRecord:
 
     def log_artifacts(self, files: Mapping[str, str | bytes]) -> None:
         """Upload files that are new or changed since this record last uploaded them."""
-        for name, content in files.items():
-            digest = hashlib.sha256(content.encode() if isinstance(content, str) else content).hexdigest()
-            if self._uploaded.get(name) == digest:
-                continue
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / Path(name).name
-                path.write_bytes(content.encode() if isinstance(content, str) else content)
-                self.client.log_artifact(self.run_id, str(path), str(Path(name).parent) if "/" in name else None)
-            self._uploaded[name] = digest
+        changed = {name: content for name, content in files.items() if self._uploaded.get(name) != _digest(content)}
+        _upload(self.client, self.run_id, changed)
+        self._uploaded |= {name: _digest(content) for name, content in changed.items()}
 
     def end(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status)
@@ -301,6 +333,31 @@ class TrialRecorder:
             tags.append(RunTag("interrupted", "true"))
         self.client.log_batch(self.run_id, metrics=[Metric("duration_s", duration_s, _now_ms(), 0)], tags=tags)
         self.client.set_terminated(self.run_id, "FAILED")
+
+
+def _pages(client: MlflowClient, experiment_id: str, query: str) -> Iterator[Any]:
+    """Every run matching ``query``, page by page."""
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], query, max_results=_PAGE, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _digest(content: str | bytes) -> str:
+    return hashlib.sha256(content.encode() if isinstance(content, str) else content).hexdigest()
+
+
+def _upload(client: MlflowClient, run_id: str, files: Mapping[str, str | bytes]) -> None:
+    """Log each ``path/name -> content`` as an artifact at that path."""
+    for name, content in files.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(name).name
+            path.write_bytes(content.encode() if isinstance(content, str) else content)
+            folder = str(Path(name).parent)
+            client.log_artifact(run_id, str(path), None if folder == "." else folder)
 
 
 def _alive(pid: int, started: str) -> bool:

@@ -20,11 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 if TYPE_CHECKING:
     from src.study import StudyResult
 
+import src.resolvers  # noqa: F401 - registers the resolvers the configs use
 from src.errors import ConfigError, DataMissingError, StudyConflictError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-if not OmegaConf.has_resolver("project_root"):  # lets configs place store, data and cache independent of the cwd
-    OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
 
 
 def run(cfg: DictConfig) -> StudyResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-import src.tune  # noqa: F401 - registers the ${project_root:} resolver
+import src.resolvers  # noqa: F401 - the resolvers the configs use
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -42,11 +42,11 @@ def mnist_available() -> None:
 
 @pytest.fixture
 def make_config(store: str, study_name: str, tmp_path: Path) -> Callable[..., DictConfig]:
-    """Compose the project's config at a tiny scale, tracked in the session store."""
+    """Compose the project's config, tracked in the session store; ``base`` defaults to tiny MNIST."""
 
-    def make(*overrides: str) -> DictConfig:
+    def make(*overrides: str, base: Sequence[str] = TINY) -> DictConfig:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            return compose("config", [*TINY, f"tracking.uri={store}", f"study={study_name}", *overrides])
+            return compose("config", [*base, f"tracking.uri={store}", f"study={study_name}", *overrides])
 
     return make
 

@@ -8,9 +8,10 @@ from typing import Any
 
 from src.data.mnist import load_mnist
 from src.data.splits import Splits
+from src.data.timeseries import load_bdi, load_gold
 from src.errors import ConfigError
 
-LOADERS: dict[str, Callable[..., Splits]] = {"mnist": load_mnist}
+LOADERS: dict[str, Callable[..., Splits]] = {"mnist": load_mnist, "gold": load_gold, "bdi": load_bdi}
 
 
 def load_dataset(name: str, root: Path, cache: Path, seed: int, **options: Any) -> Splits:

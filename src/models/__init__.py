@@ -9,8 +9,9 @@ from torch import nn
 
 from src.errors import ConfigError
 from src.models.cnn import CNN
+from src.models.lstm import LSTMRegressor
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"cnn": CNN}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"cnn": CNN, "lstm": LSTMRegressor}
 
 
 def build_model(config: Mapping[str, Any], input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:

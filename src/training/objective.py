@@ -16,7 +16,7 @@ from src.training.loop import fit
 from src.training.metrics import TASK_METRICS
 from src.trial import TrialContext
 
-DATASET_META_KEYS = ("name", "task", "metric", "direction")
+DATASET_META_KEYS = ("name", "task", "metric", "direction", "n_features")  # not loader options
 
 
 def apply_params(cfg: DictConfig, params: Mapping[str, Any]) -> DictConfig:
@@ -41,6 +41,8 @@ class TrainingObjective:
         if cfg.objective.metric not in TASK_METRICS[task]:
             raise ConfigError("objective.metric", f"{cfg.objective.metric!r} is not one of {TASK_METRICS[task]}")
         self.cfg = cfg
+        if cfg.threads is not None:  # tiny models train faster on one thread than on contended cores
+            torch.set_num_threads(cfg.threads)
         self._data: dict[str, Splits] = {}
         self.data(cfg)
 
