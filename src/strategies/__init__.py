@@ -9,12 +9,16 @@ from typing import Any
 from src.errors import ConfigError
 from src.space import SearchSpace
 from src.strategies.base import Decision, Strategy
+from src.strategies.bayes import GammaBO, GaussianProcessBO
+from src.strategies.factorial import FactorialGrid
 from src.strategies.grid import GridSearch
 from src.strategies.t_sampling import TSampling
 from src.strategies.random import RandomSearch
 from src.trial import Direction
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (GridSearch, RandomSearch, TSampling)}
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (GridSearch, RandomSearch, TSampling, GaussianProcessBO, GammaBO, FactorialGrid)
+}
 
 
 def make_strategy(

@@ -1,0 +1,344 @@
+"""Factorial design then grid (seed 002), driven in memory on objectives with known effects."""
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from src.errors import ConfigError
+from src.space import SearchSpace
+from src.strategies.factorial import DesignError, FactorialGrid, lenth_pse
+from src.trial import Direction, Trial, TrialState
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+SPACE = SearchSpace.from_config({
+    "x": {"type": "float", "low": 0.0, "high": 1.0},
+    "n": {"type": "int", "low": 2, "high": 8},
+    "lr": {"type": "log_float", "low": 1e-4, "high": 1e-2},
+    "opt": {"type": "choice", "values": ["sgd", "adam"]},
+})
+# In coded units (-1 low, +1 high; lr in decades): minimised, so x low, n high and lr low are better.
+TRUTH = {"(intercept)": 1.0, "x": 0.30, "n": -0.20, "lr": 0.10, "opt": 0.0, "x:n": 0.15}
+
+
+def coded(params):
+    return {"x": (params["x"] - 0.5) / 0.5, "n": (params["n"] - 5) / 3, "lr": math.log10(params["lr"]) + 3,
+            "opt": -1.0 if params["opt"] == "sgd" else 1.0}
+
+
+def synthetic(params, number, noise=0.01):
+    c = coded(params)
+    value = TRUTH["(intercept)"] + sum(TRUTH[k] * c[k] for k in ("x", "n", "lr", "opt"))
+    return value + TRUTH["x:n"] * c["x"] * c["n"] + np.random.default_rng(number).normal(0, noise)
+
+
+PAPER_SPACE = SearchSpace.from_config({
+    "conv": {"type": "int", "low": 3, "high": 6},
+    "dense": {"type": "int", "low": 1, "high": 3},
+    "lr": {"type": "log_float", "low": 0.001, "high": 0.1},
+})
+
+
+def paper_like(params, number):
+    """Accuracy favouring conv 6, dense 1, lr 0.001 (the paper's better levels), clearly significant."""
+    conv, dense, lr = (params["conv"] - 4.5) / 1.5, params["dense"] - 2, math.log10(params["lr"]) + 2
+    return 0.80 + 0.03 * conv - 0.02 * dense - 0.12 * lr + np.random.default_rng(number).normal(0, 0.005)
+
+
+# The eight accuracies behind the paper's Table 2 (2^3, one replicate), rebuilt from its coefficients with
+# the three-factor term -0.01354: the text's two reported runs (90.8% at 6/3/0.001, 88.8% at 6/1/0.001)
+# both imply -0.0136, and Table 2's standard errors (0.01353) equal |ABC| for a one-df residual.
+PAPER_TABLE2_DATA = {(3, 1, 0.001): 0.80874, (6, 1, 0.001): 0.88806, (3, 3, 0.001): 0.79966, (6, 3, 0.001): 0.90794,
+                     (3, 1, 0.1): 0.58206, (6, 1, 0.1): 0.66114, (3, 3, 0.1): 0.50154, (6, 3, 0.1): 0.50126}
+PAPER_TABLE2 = {"(intercept)": (0.7063, 0.012), "conv": (0.0333, 0.246), "dense": (-0.0287, 0.280),
+                "lr": (-0.1448, 0.059), "conv:dense": (-0.0063, 0.725), "conv:lr": (-0.0136, 0.500),
+                "dense:lr": (-0.0314, 0.259)}
+
+
+def drive(strategy, objective=synthetic, fail=(), interrupt_at=None):
+    """The driver's contract in memory: numbers filled lowest first, until the strategy is finished."""
+    history: list[Trial] = []
+    while True:
+        taken = {t.number for t in history}
+        number = next(k for k in range(10**6) if k not in taken)
+        decision = strategy.propose(history, [number])
+        if decision.finished:
+            return history
+        (proposal,) = decision.proposals
+        if number == interrupt_at:
+            interrupt_at = None  # the trial dies: it never reaches the history, and is proposed again
+            continue
+        if number in fail:
+            history.append(Trial(number, proposal.params, TrialState.FAILED, None, f"r{number}", proposal.tags))
+        else:
+            value = objective(proposal.params, number)
+            history.append(Trial(number, proposal.params, TrialState.COMPLETE, value, f"r{number}", proposal.tags))
+
+
+def factorial(space=SPACE, direction=Direction.MINIMIZE, **options):
+    return FactorialGrid(space, 0, direction, **options)
+
+
+def paper_table2_history(strategy):
+    return [Trial(r.number, r.params, TrialState.COMPLETE,
+                  PAPER_TABLE2_DATA[(r.params["conv"], r.params["dense"], r.params["lr"])], f"r{r.number}")
+            for r in strategy.runs]
+
+
+def narrowed(strategy, history):
+    table = strategy.analysis(history).narrowed
+    return dict(zip(table["factor"], table["values"]))
+
+
+def test_estimated_coefficients_match_the_truth_and_the_narrowing_picks_the_better_levels():
+    strategy = factorial(replicates=2)
+    history = drive(strategy)
+    effects = strategy.analysis(history).effects.set_index("term")
+    assert len(effects) == 1 + 4 + 6  # intercept, main effects, two-factor interactions
+    for term, coefficient in TRUTH.items():
+        assert effects.at[term, "coefficient"] == pytest.approx(coefficient, abs=0.01)
+        assert effects.at[term, "significant"] == (coefficient != 0)
+    for term in ("x:lr", "n:lr", "n:opt", "x:opt", "lr:opt"):
+        assert effects.at[term, "coefficient"] == pytest.approx(0, abs=0.01) and not effects.at[term, "significant"]
+    assert effects.at["x", "effect"] == pytest.approx(2 * effects.at["x", "coefficient"])
+    table = strategy.analysis(history).narrowed.set_index("factor")
+    assert (table.at["x", "better"], table.at["n", "better"], table.at["lr", "better"]) == (0.0, 8, 1e-4)
+    values = narrowed(strategy, history)
+    assert values["x"] == [0.0, 0.25]  # 0.25 of the range each side; -0.25 leaves [0, 1] and is mirrored
+    assert values["n"] == [8, 9]  # one step outward, the way n improves
+    assert values["lr"] == [1e-5, 1e-4, 1e-3]  # a decade each side
+    assert len(values["opt"]) == 1  # not significant, narrowed to its (noise-picked) better value
+
+
+def test_paper_factors_narrow_to_the_papers_ranges_and_the_grid_finishes():
+    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, replicates=2)
+    history = drive(strategy, paper_like)
+    analysis = strategy.analysis(history)
+    assert analysis.narrowed["significant"].all()
+    assert narrowed(strategy, history) == {"conv": [6, 7], "dense": [1, 2], "lr": [0.0001, 0.001, 0.01]}
+    grid = [t for t in history if t.tags["phase"] == "grid"]
+    assert [t.number for t in grid] == list(range(16, 28)) and len(history) == strategy.max_trials() == 28
+    assert [(t.params["conv"], t.params["dense"], t.params["lr"]) for t in grid[:4]] == [
+        (6, 1, 0.0001), (6, 1, 0.001), (6, 1, 0.01), (6, 2, 0.0001)]  # the last dimension varies fastest
+    assert [t.tags["run"] for t in grid] == [str(j) for j in range(12)]
+    assert strategy.propose(history, [28, 29]).finished
+
+
+def test_fit_reproduces_the_papers_table2_and_its_narrowing():
+    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE)  # one replicate, interactions up to order 2
+    history = paper_table2_history(strategy)
+    analysis = strategy.analysis(history)
+    assert analysis.df == 1 and analysis.error == "residual mean square"
+    effects = analysis.effects.set_index("term")
+    for term, (coefficient, p) in PAPER_TABLE2.items():
+        assert effects.at[term, "coefficient"] == pytest.approx(coefficient, abs=1e-4)
+        assert effects.at[term, "std_err"] == pytest.approx(0.014, abs=0.0005)
+        assert effects.at[term, "p"] == pytest.approx(p, abs=0.003)
+    assert not analysis.narrowed["significant"].any()  # not even the learning rate at 5%, yet the paper narrowed
+    assert narrowed(strategy, history) == {"conv": [6, 7], "dense": [1, 2], "lr": [0.0001, 0.001, 0.01]}
+    assert strategy.max_trials() == 8 + 12 and len(analysis.grid) == 12
+
+
+@pytest.mark.parametrize("policy, expected", [
+    ("fix", {"conv": [6], "dense": [1], "lr": [0.001]}),
+    ("both", {"conv": [3, 6], "dense": [1, 3], "lr": [0.001, 0.1]}),
+    ("best", {"conv": [6], "dense": [3], "lr": [0.001]}),  # the best run, 90.8%, had 3 dense layers
+])
+def test_non_significant_factors_follow_the_policy(policy, expected):
+    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, narrowing={"non_significant": policy})
+    history = paper_table2_history(strategy)
+    assert narrowed(strategy, history) == expected
+    assert len(strategy.analysis(history).grid) == math.prod(len(v) for v in expected.values())
+
+
+def test_limits_decide_where_an_int_may_step():
+    open_floor = factorial(PAPER_SPACE, Direction.MAXIMIZE, narrowing={"limits": {"dense": [0, None]}})
+    assert narrowed(open_floor, paper_table2_history(open_floor))["dense"] == [0, 1]
+    capped = factorial(PAPER_SPACE, Direction.MAXIMIZE, narrowing={"limits": {"conv": [None, 6]},
+                                                                    "int": {"count": 2}})
+    assert narrowed(capped, paper_table2_history(capped))["conv"] == [4, 5, 6]
+
+
+def test_design_is_balanced_and_orthogonal():
+    for strategy in (factorial(replicates=2, order=4), factorial(SearchSpace.from_config(
+            {f"f{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(5)}), fraction=1)):
+        rows = np.array([r.coded for r in strategy.runs if r.phase == "factorial"])
+        x = strategy.model_matrix(rows, strategy.terms(strategy.order))
+        assert np.all(x[:, 1:].sum(axis=0) == 0)
+        gram = x.T @ x
+        assert np.all(gram == np.diag(np.diag(gram))) and np.all(np.diag(gram) == len(rows))
+
+
+def test_run_order_tags_and_centre_points():
+    space = SearchSpace.from_config({"x": {"type": "float", "low": 0.0, "high": 1.0},
+                                     "n": {"type": "int", "low": 2, "high": 7},
+                                     "lr": {"type": "log_float", "low": 1e-4, "high": 1e-2}})
+    strategy = factorial(space, replicates=2, center_points=3)
+    proposals = strategy.propose([], list(range(strategy.n_phase1))).proposals
+    assert len(proposals) == 2 * 8 + 3
+    first = [(p.params["x"], p.params["n"], p.params["lr"]) for p in proposals[:3]]
+    assert first == [(0.0, 2, 1e-4), (1.0, 2, 1e-4), (0.0, 7, 1e-4)]  # standard order: x alternates fastest
+    assert [p.params for p in proposals[8:16]] == [p.params for p in proposals[:8]]  # replicate blocks
+    assert [p.tags for p in proposals[9:11]] == [{"phase": "factorial", "run": "1", "replicate": "1"},
+                                                 {"phase": "factorial", "run": "2", "replicate": "1"}]
+    centre = proposals[16:]
+    assert all(p.tags["phase"] == "center" for p in centre)
+    assert centre[0].params == {"x": 0.5, "n": 5, "lr": 0.001}  # midpoint, rounded half up, geometric mean
+
+
+@pytest.mark.parametrize("bend, significant", [(0.5, True), (0.0, False)])
+def test_curvature_from_centre_points(bend, significant):
+    space = SearchSpace.from_config({"a": {"type": "float", "low": -1.0, "high": 1.0},
+                                     "b": {"type": "float", "low": -1.0, "high": 1.0}})
+
+    def bowl(params, number):  # zero at the corners, ``bend`` at the centre
+        a, b = params["a"], params["b"]
+        return 0.3 * a + bend * (1 - a * a) + np.random.default_rng(number).normal(0, 0.01)
+
+    strategy = factorial(space, center_points=4)
+    history = drive(strategy, bowl)
+    row = strategy.analysis(history).effects.set_index("term").loc["curvature"]
+    assert row["coefficient"] == pytest.approx(bend, abs=0.05)
+    assert row["significant"] == significant
+
+
+def test_nothing_for_grid_numbers_while_factorial_trials_run():
+    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE)
+    done = paper_table2_history(strategy)
+    running = [*done[:5], Trial(5, done[5].params, TrialState.RUNNING, None, "r5", {}), *done[6:]]
+    decision = strategy.propose(running, [8, 9])
+    assert decision.proposals == [] and not decision.finished
+    assert strategy.artifacts(running) == {}
+    missing = [t for t in done if t.number != 3]  # an interrupted trial: proposed again, grid waits
+    decision = strategy.propose(missing, [3, 8])
+    assert [p.params for p in decision.proposals] == [done[3].params] and not decision.finished
+    decision = strategy.propose(done, [8, 9])
+    assert len(decision.proposals) == 2 and all(p.tags["phase"] == "grid" for p in decision.proposals)
+    last = strategy.propose(done, [19, 20, 21])
+    assert len(last.proposals) == 1 and last.finished
+
+
+def test_maximising_and_minimising_pick_opposite_levels():
+    values, ranges = {}, {}
+    for direction in Direction:
+        strategy = factorial(PAPER_SPACE, direction)
+        history = paper_table2_history(strategy)
+        values[direction] = strategy.analysis(history).narrowed.set_index("factor")["better"]
+        ranges[direction] = narrowed(strategy, history)
+    for factor in ("conv", "dense", "lr"):
+        assert values[Direction.MAXIMIZE][factor] != values[Direction.MINIMIZE][factor]
+    # minimising accuracy: fewer conv layers (2 is allowed: the int floor is 1, not the space's low), more dense
+    assert ranges[Direction.MINIMIZE] == {"conv": [2, 3], "dense": [3, 4], "lr": [0.01, 0.1, 1.0]}
+
+
+def test_half_fraction_of_five_factors_has_the_resolution_v_aliases():
+    names = ["a", "b", "c", "d", "e"]
+    space = SearchSpace.from_config({n: {"type": "float", "low": -1.0, "high": 1.0} for n in names})
+    strategy = factorial(space, fraction=1)
+    rows = strategy.design_rows()
+    assert rows.shape == (16, 5) and len({tuple(r) for r in rows}) == 16
+    assert np.all(rows[:, 4] == rows[:, :4].prod(axis=1))  # E = ABCD
+    assert [strategy.word(t.factors) for t in strategy.terms(1)[1:]] == ["A", "B", "C", "D", "E"]
+    assert strategy.resolution() == 5
+    terms = strategy.terms(2)
+    assert len(terms) == 16  # 1 + 5 + 10: every two-factor interaction estimable, model saturated
+    aliases = {strategy.word(t.factors): [strategy.word(a) for a in t.aliases] for t in terms}
+    assert aliases["A"] == ["BCDE"] and aliases["E"] == ["ABCD"] and aliases["AB"] == ["CDE"]
+
+    def linear(params, number):
+        return 2.0 + params["a"] - 0.5 * params["c"] + 0.4 * params["a"] * params["e"] \
+            + np.random.default_rng(number).normal(0, 0.02)
+
+    history = drive(strategy, linear)
+    analysis = strategy.analysis(history)
+    assert analysis.error == "Lenth's PSE" and analysis.df == 15 / 3
+    effects = analysis.effects.set_index("term")
+    assert effects.loc[["a", "c", "a:e"], "coefficient"].tolist() == pytest.approx([1.0, -0.5, 0.4], abs=0.03)
+    assert set(effects.index[effects["significant"]]) == {"(intercept)", "a", "c", "a:e"}
+    files = strategy.artifacts(history)
+    assert "E = ABCD" in files["factorial/aliases.md"] and "I = ABCDE" in files["factorial/aliases.md"]
+
+
+def test_resolution_iii_fraction_estimates_one_term_per_alias_chain():
+    space = SearchSpace.from_config({n: {"type": "float", "low": -1.0, "high": 1.0} for n in "abcde"})
+    strategy = factorial(space, fraction=2)  # D = AB, E = AC
+    words = {strategy.word(t.factors): {strategy.word(a) for a in t.aliases} for t in strategy.terms(2)}
+    assert "AB" not in words and "AC" not in words and "AB" in words["D"] and "AC" in words["E"]
+    assert len(words) == 8  # 8 runs, saturated
+    assert strategy.resolution() == 3
+
+
+def test_failed_runs_are_left_out_and_interactions_dropped_when_needed():
+    one = factorial(PAPER_SPACE, Direction.MAXIMIZE)
+    history = drive(one, paper_like, fail={5})
+    analysis = one.analysis(history)
+    assert len(analysis.used) == 7 and analysis.error == "Lenth's PSE" and analysis.dropped == ()
+    assert history[-1].tags["phase"] == "grid"  # the study went on to its grid
+    two = factorial(PAPER_SPACE, Direction.MAXIMIZE)
+    analysis = two.analysis(drive(two, paper_like, fail={2, 5}))
+    assert set(analysis.dropped) == {"conv:dense", "conv:lr", "dense:lr"}
+    assert list(analysis.effects["term"]) == ["(intercept)", "conv", "dense", "lr"]
+    with pytest.raises(DesignError, match="no longer estimable"):
+        drive(factorial(PAPER_SPACE, Direction.MAXIMIZE), paper_like, fail={0, 1, 2, 3, 4})
+
+
+def test_lenth_pse_on_hand_made_coefficients():
+    # median |c| = 0.5, so s0 = 0.75; 2 and 10 exceed 2.5 s0 and are trimmed; 1.5 x median(1, .5, .4, .3, .2)
+    assert lenth_pse(np.array([1.0, -2.0, 0.5, 10.0, 0.3, -0.4, 0.2])) == pytest.approx(0.6)
+
+
+def test_artifacts_tables_and_plots():
+    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, replicates=2, center_points=2)
+    history = drive(strategy, paper_like)
+    phase1 = [t for t in history if t.number < strategy.n_phase1]
+    files = strategy.artifacts(phase1)
+    assert not any(name.startswith("grid/") for name in files)
+    files = strategy.artifacts(history)
+    expected = {f"factorial/{name}" for name in ("design.csv", "design.md", "effects.csv", "effects.md",
+                                                 "narrowed.csv", "narrowed.md", "summary.md", "pareto.png",
+                                                 "half_normal.png", "main_effects.png", "interactions.png")}
+    assert set(files) == expected | {"grid/results.csv", "grid/results.md", "grid/best.md"}
+    for name in (n for n in files if n.endswith(".png")):
+        assert files[name][:8] == PNG and len(files[name]) > 5000
+    assert len(files["factorial/design.csv"].splitlines()) == 1 + 16 + 2
+    assert len(files["factorial/design.md"].splitlines()) == 2 + 16 + 2
+    header = "term,word,effect,coefficient,std_err,t,p,significant,aliases"
+    assert files["factorial/effects.csv"].splitlines()[0] == header
+    assert len(files["factorial/effects.csv"].splitlines()) == 1 + 7 + 1  # terms and the curvature
+    assert "curvature (centre mean - factorial mean)" in files["factorial/summary.md"]
+    assert len(files["grid/results.csv"].splitlines()) == 1 + 12
+    assert len(files["factorial/narrowed.csv"].splitlines()) == 1 + 3
+    assert "R^2 =" in files["factorial/effects.md"]
+    best = max((t for t in history if t.tags["phase"] == "grid"), key=lambda t: t.value)
+    assert f"Best: trial {best.number} " in files["grid/best.md"]
+
+
+def test_same_history_same_decisions():
+    first, second = drive(factorial(replicates=2)), drive(factorial(replicates=2))
+    assert [(t.number, t.params, t.tags) for t in first] == [(t.number, t.params, t.tags) for t in second]
+    strategy = factorial(replicates=2)
+    shuffled = first[:]
+    random.Random(1).shuffle(shuffled)
+    numbers = list(range(len(first) - 3, len(first) + 2))
+    assert strategy.propose(first, numbers) == strategy.propose(shuffled, numbers)
+    for number in (5, 33):  # a factorial trial, a grid trial: it dies and is proposed again identically
+        interrupted = drive(factorial(replicates=2), interrupt_at=number)
+        assert [(t.number, t.params, t.tags) for t in interrupted] == [(t.number, t.params, t.tags) for t in first]
+
+
+def test_bad_spaces_and_options_name_the_key():
+    with pytest.raises(ConfigError, match="space.opt"):
+        factorial(SearchSpace.from_config({"x": {"type": "float", "low": 0.0, "high": 1.0},
+                                           "opt": {"type": "choice", "values": ["sgd", "adam", "rmsprop"]}}))
+    with pytest.raises(ConfigError, match="strategy.fraction"):
+        factorial(PAPER_SPACE, fraction=1)  # only for k >= 5
+    with pytest.raises(ConfigError, match="strategy.order"):
+        factorial(PAPER_SPACE, order=4)
+    with pytest.raises(ConfigError, match="strategy.narrowing.int.side"):
+        factorial(PAPER_SPACE, narrowing={"int": {"side": "up"}})
+    with pytest.raises(ConfigError, match="strategy.narrowing.limits.nope"):
+        factorial(PAPER_SPACE, narrowing={"limits": {"nope": [0, 1]}})
+    with pytest.raises(ConfigError, match="strategy.narrowing.spread"):
+        factorial(PAPER_SPACE, narrowing={"spread": 2})
