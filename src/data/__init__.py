@@ -6,12 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from src.data.images import load_cifar10, load_dogs_vs_cats
 from src.data.mnist import load_mnist
 from src.data.splits import Splits
 from src.data.timeseries import load_bdi, load_gold
 from src.errors import ConfigError
 
-LOADERS: dict[str, Callable[..., Splits]] = {"mnist": load_mnist, "gold": load_gold, "bdi": load_bdi}
+LOADERS: dict[str, Callable[..., Splits]] = {
+    "mnist": load_mnist, "gold": load_gold, "bdi": load_bdi, "cifar10": load_cifar10, "dogs_vs_cats": load_dogs_vs_cats,
+}
 
 
 def load_dataset(name: str, root: Path, cache: Path, seed: int, **options: Any) -> Splits:
