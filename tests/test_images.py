@@ -83,7 +83,7 @@ def pillow(members: dict[str, bytes], prefix: str) -> np.ndarray:
 
 def test_cifar10_pixels_labels_and_normalisation(tmp_path: Path) -> None:
     members = cifar_archive(tmp_path / "data")
-    data = load_cifar10(tmp_path / "data", tmp_path / "cache", seed=0, val_size=3)
+    data = load_cifar10(tmp_path / "data", tmp_path / "cache", seed=0, val_size=3, test_size=None)
     train = pillow(members, "train/")
     mean, std = train.mean(axis=(0, 2, 3), keepdims=True), train.std(axis=(0, 2, 3), keepdims=True)
     expected = (pillow(members, "test/") - mean) / std
@@ -118,7 +118,8 @@ def test_cifar10_validation_held_out_of_training_and_larger_subset_adds(tmp_path
 
 def test_cifar10_validation_from_the_test_set(tmp_path: Path) -> None:
     cifar_archive(tmp_path / "data")
-    test_rows = set(rows(load_cifar10(tmp_path / "data", tmp_path / "cache", seed=0, val_size=3).x_test))
+    with_test = load_cifar10(tmp_path / "data", tmp_path / "cache", seed=0, val_size=3, test_size=None)
+    test_rows = set(rows(with_test.x_test))
     data = load_cifar10(tmp_path / "data", tmp_path / "cache", seed=0, val_size=5, val_source="test")
     assert data.x_test is None and data.y_test is None
     assert len(data.x_train) == 24 and len(data.x_val) == 5 and set(rows(data.x_val)) <= test_rows
@@ -149,7 +150,7 @@ def test_dogs_vs_cats_split_is_stratified_disjoint_and_nested(tmp_path: Path) ->
     share = {label: n / sum(counts.values()) for label, n in enumerate(counts.values())}
     for seed in range(5):
         data = load(seed=seed, subset=8)
-        for x, y in ((data.x_val, data.y_val), (data.x_train, data.y_train)):
+        for y in (data.y_val, data.y_train):
             for label, fraction in share.items():
                 assert abs(int((y == label).sum()) - fraction * len(y)) <= 1
         larger = load(seed=seed, subset=12)

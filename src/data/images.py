@@ -31,27 +31,24 @@ import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10
 
-from src.data.splits import Splits
+from src.data.splits import Splits, holdout
 from src.errors import ConfigError, DataMissingError
 
 CIFAR10_ARCHIVE = "cifar10_jpeg.tar.gz"
 DOGS_VS_CATS_ARCHIVE = "dogs_vs_cats_4000.tar.gz"
 CACHE_VERSION = 1  # part of every cache key: bump it when decoding changes, so old entries are not reused
-VAL_SOURCES = ("train", "test")
 
 Arrays = dict[str, np.ndarray]
 
 
 def load_cifar10(root: Path, cache: Path, seed: int, subset: int | None = None, val_size: int = 1000,
-                 val_source: str = "train", download: bool = False) -> Splits:
+                 val_source: str = "train", test_size: int | None = 0, download: bool = False) -> Splits:
     """CIFAR-10 images as float32 NCHW, normalised per channel with the training images' mean and std.
 
-    ``val_source="train"``: a fixed permutation (``seed``) of the 50,000 training images gives
-    ``val_size`` for validation, then ``subset`` for training (all the rest when None), so a larger
-    subset only adds examples; the 10,000 test images are the test split. ``val_source="test"``:
-    validation is ``val_size`` test images drawn by the same kind of permutation (10000 = the whole
-    test set, as Keras' ``validation_data=(x_test, y_test)`` does), training is ``subset`` of all
-    50,000 training images, and there is no separate test split.
+    Splits as ``src.data.splits.holdout`` draws them from the 50,000 training and 10,000 test
+    images (``val_source="test"`` validates on test images, as Keras' ``validation_data=(x_test,
+    y_test)`` does; ``test_size`` test images form a test split, none by default since every
+    trial evaluates it).
 
     The mean and std are those of all 50,000 training images (as the published CIFAR-10 constants
     and ``mnist.py``'s are), so they do not change with ``subset`` or ``seed``; they are computed on
@@ -60,12 +57,7 @@ def load_cifar10(root: Path, cache: Path, seed: int, subset: int | None = None, 
     ``download=True`` loads torchvision's ``CIFAR10`` (the original pickled batches, downloaded
     into ``cache``) instead of the archive.
     """
-    if subset is not None and subset < 1:
-        raise ConfigError("dataset.subset", f"must be >= 1 or null, got {subset}")
-    if val_size < 1:
-        raise ConfigError("dataset.val_size", f"must be >= 1, got {val_size}")
-    if val_source not in VAL_SOURCES:
-        raise ConfigError("dataset.val_source", f"must be one of {list(VAL_SOURCES)}, got {val_source!r}")
+    holdout(50_000, 10_000, seed, subset, val_size, val_source, test_size)  # check the options before decoding
     if download:
         arrays = _torchvision_cifar10(cache)
     else:
@@ -78,26 +70,10 @@ def load_cifar10(root: Path, cache: Path, seed: int, subset: int | None = None, 
         x = _rows(arrays[f"{split}_x"], rows)
         return x.float().sub_(mean).div_(std), _rows(arrays[f"{split}_y"], rows)
 
-    n_train, n_test = len(arrays["train_y"]), len(arrays["test_y"])
-    num_classes = len(arrays["classes"])
-    generator = torch.Generator().manual_seed(seed)
-    if val_source == "train":
-        if val_size + (subset or 1) > n_train:
-            raise ConfigError("dataset.subset", f"subset + val_size must not exceed {n_train} training images")
-        order = torch.randperm(n_train, generator=generator)
-        val, train = order[:val_size], order[val_size:]
-        if subset is not None:
-            train = train[:subset]
-        x_test, y_test = images("test")
-        return Splits(*images("train", train), *images("train", val), num_classes=num_classes, x_test=x_test,
-                      y_test=y_test)
-    if val_size > n_test:
-        raise ConfigError("dataset.val_size", f"must not exceed the {n_test} test images with val_source=test")
-    if subset is not None and subset > n_train:
-        raise ConfigError("dataset.subset", f"must not exceed the {n_train} training images")
-    train = None if subset is None else torch.randperm(n_train, generator=generator)[:subset]
-    val = torch.randperm(n_test, generator=generator)[:val_size]
-    return Splits(*images("train", train), *images("test", val), num_classes=num_classes)
+    split = holdout(len(arrays["train_y"]), len(arrays["test_y"]), seed, subset, val_size, val_source, test_size)
+    x_test, y_test = images("test", split.test) if len(split.test) else (None, None)
+    return Splits(*images("train", split.train), *images("test" if split.val_from_test else "train", split.val),
+                  num_classes=len(arrays["classes"]), x_test=x_test, y_test=y_test)
 
 
 def load_dogs_vs_cats(root: Path, cache: Path, seed: int, image_size: int = 64, val_fraction: float = 0.2,

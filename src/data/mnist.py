@@ -14,36 +14,33 @@ from pathlib import Path
 import torch
 from torchvision.datasets import MNIST
 
-from src.data.splits import Splits
-from src.errors import ConfigError, DataMissingError
+from src.data.splits import Splits, holdout
+from src.errors import DataMissingError
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 MEAN, STD = 0.1307, 0.3081
 
 
 def load_mnist(root: Path, cache: Path, seed: int, subset: int | None = None, val_size: int = 1000,
-               download: bool = False) -> Splits:
-    """Training examples and a disjoint validation set, both drawn from MNIST's 60,000 training images.
+               val_source: str = "train", test_size: int | None = 0, download: bool = False) -> Splits:
+    """MNIST's 60,000 training and 10,000 test images, split as ``src.data.splits.holdout`` draws them.
 
-    The draw is a fixed permutation (``seed``): validation first, then ``subset`` training examples
-    (all the rest when None), so a larger subset only adds examples.
+    By default validation and training both come from the training images (validation first,
+    then ``subset``, so a larger subset only adds examples); ``val_source=test`` validates on test
+    images instead, the paper's "full 60,000/10,000" setting.
     """
-    if subset is not None and subset < 1:
-        raise ConfigError("dataset.subset", f"must be >= 1 or null, got {subset}")
-    if val_size < 1:
-        raise ConfigError("dataset.val_size", f"must be >= 1, got {val_size}")
+    split = holdout(60_000, 10_000, seed, subset, val_size, val_source, test_size)  # options checked before I/O
     if not download:
         _decompress(root, cache / "MNIST" / "raw")
-    images = MNIST(str(cache), train=True, download=download)
-    x = images.data.unsqueeze(1).float().div_(255).sub_(MEAN).div_(STD)
-    y = images.targets
-    if val_size + (subset or 1) > len(y):
-        raise ConfigError("dataset.subset", f"subset + val_size must not exceed {len(y)} training images")
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    val, train = order[:val_size], order[val_size:]
-    if subset is not None:
-        train = train[:subset]
-    return Splits(x[train], y[train], x[val], y[val], num_classes=10)
+
+    def images(train: bool, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        part = MNIST(str(cache), train=train, download=download)
+        x = part.data[rows].unsqueeze(1).float().div_(255).sub_(MEAN).div_(STD)
+        return x, part.targets[rows]
+
+    x_test, y_test = images(False, split.test) if len(split.test) else (None, None)
+    return Splits(*images(True, split.train), *images(not split.val_from_test, split.val), num_classes=10,
+                  x_test=x_test, y_test=y_test)
 
 
 def _decompress(root: Path, raw: Path) -> None:
