@@ -14,11 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
-
 from src.errors import ConfigError
 from src.tracking import TrialRecorder, TrialSink
-from src.trial import Proposal, Trial, TrialContext, TrialState
+from src.trial import Proposal, Trial, TrialContext, TrialState, trial_seed
 
 Objective = Callable[..., float | Mapping[str, float]]
 
@@ -34,11 +32,6 @@ class TrialJob:
     seed: int
     device: str
     metric: str | None
-
-
-def trial_seed(study_seed: int, number: int) -> int:
-    """A trial's training seed: fixed by the study seed and the trial number, distinct per trial."""
-    return int(np.random.SeedSequence([study_seed, number]).generate_state(1)[0])
 
 
 def resolve_device(device: str) -> str:
@@ -65,7 +58,8 @@ def run_trial(job: TrialJob) -> Trial:
     KeyboardInterrupt marks the trial interrupted (to be run again on resume) and propagates.
     """
     recorder = TrialRecorder(job.sink, job.number, job.proposal, job.device)
-    context = TrialContext(job.number, trial_seed(job.seed, job.number), job.device, recorder.report)
+    context = TrialContext(job.number, trial_seed(job.seed, job.number), job.device, recorder.report,
+                           recorder.log_artifacts, dict(job.proposal.tags))
     start = time.perf_counter()
     try:
         takes_context = len(inspect.signature(job.objective).parameters) > 1

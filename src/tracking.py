@@ -163,6 +163,18 @@ class Tracker:
         frame = pd.DataFrame(rows)
         return study, frame.sort_values(["number", "start"]).reset_index(drop=True) if rows else frame
 
+    def read_text(self, run_id: str, path: str) -> str | None:
+        """A text artifact of a run, or None if the run has none at ``path``."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()
+            except (MlflowException, OSError):
+                return None
+
+    def attach(self, run_id: str, files: Mapping[str, str | bytes]) -> None:
+        """Log files (text or bytes) as artifacts of a run, at their relative paths."""
+        _upload(self.client, run_id, files)
+
     def log_report(self, experiment: str, name: str, files: Mapping[str, str | bytes],
                    metrics: Mapping[str, float] | None = None) -> str:
         """Put a report's files (and headline numbers) on a run named ``report-<name>``; returns its id."""
@@ -191,7 +203,8 @@ class Tracker:
         recorded = self.client.get_run(run_id).data.params
         differing = sorted(k for k in set(recorded) | set(spec.config) if recorded.get(k) != spec.config.get(k))
         if differing:
-            shown = ", ".join(f"{k} ({recorded.get(k, '<unset>')} -> {spec.config.get(k, '<unset>')})" for k in differing[:5])
+            shown = ", ".join(f"{k} ({recorded.get(k, '<unset>')} -> {spec.config.get(k, '<unset>')})"
+                              for k in differing[:5])
             more = f" and {len(differing) - 5} more" if len(differing) > 5 else ""
             raise StudyConflictError(
                 f"study {spec.name!r} already exists with a different configuration: {shown}{more}; "
@@ -320,6 +333,9 @@ class TrialRecorder:
     def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
         now = _now_ms()
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+
+    def log_artifacts(self, files: Mapping[str, str | bytes]) -> None:
+        _upload(self.client, self.run_id, files)
 
     def complete(self, value: float, duration_s: float) -> None:
         now = _now_ms()

@@ -6,6 +6,9 @@ import enum
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+import numpy as np
+
 from src.space import Params
 
 
@@ -53,6 +56,11 @@ class Direction(enum.Enum):
         return value if self is Direction.MINIMIZE else -value
 
 
+def trial_seed(study_seed: int, number: int) -> int:
+    """A trial's training seed: fixed by the study seed and the trial number, distinct per trial."""
+    return int(np.random.SeedSequence([study_seed, number]).generate_state(1)[0])
+
+
 def best_trial(trials: list[Trial], direction: Direction) -> Trial | None:
     """The complete trial with the best value; the earliest wins a tie, so the answer is stable."""
     best = None
@@ -65,9 +73,15 @@ def best_trial(trials: list[Trial], direction: Direction) -> Trial | None:
 
 @dataclass
 class TrialContext:
-    """What an objective gets beside its parameters: who it is, where to run, and where to report."""
+    """What an objective gets beside its parameters: who it is, where to run, and where to report.
+
+    ``report(epoch, metrics)`` logs a learning-curve point; ``log_artifacts({path: text or bytes})``
+    attaches files to the trial's run; ``tags`` are what the strategy attached to the proposal.
+    """
 
     number: int
     seed: int
     device: str
     report: Callable[[int, Mapping[str, float]], None]
+    log_artifacts: Callable[[Mapping[str, str | bytes]], None]
+    tags: Mapping[str, str] = field(default_factory=dict)

@@ -93,11 +93,20 @@ def test_constant_liar_spreads_a_batch_and_treats_running_trials_alike(cls):
 
 
 @pytest.mark.parametrize("cls", STRATEGIES)
-def test_failed_and_pruned_trials_are_not_observations(cls):
-    strategy = cls(LR, 0, Direction.MAXIMIZE)
+def test_failed_and_pruned_trials_are_not_observations_when_failures_are_ignored(cls):
+    strategy = cls(LR, 0, Direction.MAXIMIZE, failed="ignore")
     history = lr_history(5)
     noisy = [*history, Trial(5, {"lr": 0.5}, TrialState.FAILED), Trial(6, {"lr": 0.3}, TrialState.PRUNED, 0.99)]
     assert strategy.propose(noisy, [7]).proposals == strategy.propose(history, [7]).proposals
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
+def test_a_failed_trial_counts_as_the_worst_loss_by_default(cls):
+    strategy = cls(LR, 0, Direction.MAXIMIZE)
+    history = [*lr_history(5), Trial(5, {"lr": 0.5}, TrialState.FAILED)]
+    inputs, losses = strategy._observations(history)
+    assert len(inputs) == 6 and losses[-1] == max(losses[:-1])
+    assert strategy.propose(history, [6]).proposals != strategy.propose(lr_history(5), [6]).proposals
 
 
 @pytest.mark.parametrize("cls", STRATEGIES)

@@ -194,7 +194,7 @@ def test_curvature_from_centre_points(bend, significant):
                                      "b": {"type": "float", "low": -1.0, "high": 1.0}})
 
     def bowl(params, number):  # zero at the corners, ``bend`` at the centre
-        a, b = params["a"], params["b"]
+        a = params["a"]
         return 0.3 * a + bend * (1 - a * a) + np.random.default_rng(number).normal(0, 0.01)
 
     strategy = factorial(space, center_points=4)

@@ -11,9 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from src import optimize
 from src.space import SearchSpace
-from src.tracking import Tracker, default_artifact_location
+from src.tracking import Tracker, TrialRecorder, default_artifact_location
 from src.trial import Direction, Proposal, TrialState
-from src.tracking import TrialRecorder
 from tests.conftest import children
 
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
@@ -50,7 +49,7 @@ def test_running_trials_of_dead_processes_are_marked_interrupted(store, study_na
     optimize(square, SPACE, n_trials=1, study=study_name, tracking_uri=store, progress=False)
     tracker = Tracker(store)
     record = tracker.load_study("hpo", study_name, SearchSpace.from_config(SPACE), Direction.MINIMIZE)
-    mine = TrialRecorder(record.sink, 1, Proposal({"x": 0.5}), "cpu")  # alive: this process
+    TrialRecorder(record.sink, 1, Proposal({"x": 0.5}), "cpu")  # running, and alive: this process
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     orphan = TrialRecorder(record.sink, 2, Proposal({"x": 0.25}), "cpu")
     MlflowClient(store).set_tag(orphan.run_id, "pid", gone.stdout.strip())

@@ -12,12 +12,13 @@ from src.strategies.base import Decision, Strategy
 from src.strategies.bayes import GammaBO, GaussianProcessBO
 from src.strategies.factorial import FactorialGrid
 from src.strategies.grid import GridSearch
-from src.strategies.t_sampling import TSampling
+from src.strategies.per_epoch import PerEpoch
 from src.strategies.random import RandomSearch
+from src.strategies.t_sampling import TSampling
 from src.trial import Direction
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (GridSearch, RandomSearch, TSampling, GaussianProcessBO, GammaBO, FactorialGrid)
+    cls.name: cls for cls in (GridSearch, RandomSearch, TSampling, GaussianProcessBO, GammaBO, FactorialGrid, PerEpoch)
 }
 
 

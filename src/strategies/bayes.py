@@ -9,8 +9,9 @@ blog, whose scikit-learn GP code it follows).
 
 Both strategies: trial numbers below ``n_initial`` are random draws (the paper starts from two
 points); later ones maximise expected improvement (EI) over the space. Losses are
-``direction.loss(value)`` of the COMPLETE trials (always minimised). FAILED and PRUNED trials give no
-observation but their numbers stay taken.
+``direction.loss(value)`` of the COMPLETE trials (always minimised). A FAILED trial counts as the
+worst loss seen so far (``failed: worst``, once two trials are complete) or is left out
+(``failed: ignore``); PRUNED trials give no observation. Either way their numbers stay taken.
 
 **Surrogate (both).** Each dimension maps to u in [0, 1] (log dimensions in log space, ints
 relaxed and rounded back). Losses are standardised, y~ = (y - mean) / sd (what scikit-learn's
@@ -87,7 +88,6 @@ from the best few candidates.
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 import warnings
@@ -105,10 +105,12 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, Whi
 from threadpoolctl import threadpool_limits
 
 from src.errors import ConfigError
+from src.plots import png, pyplot
 from src.space import Choice, Float, Int, LogFloat, Params, SearchSpace
 from src.strategies.base import Decision, Strategy
 from src.trial import Direction, Proposal, Trial, TrialState
 
+FAILED_RULES = ("worst", "ignore")  # what a failed trial (e.g. a diverged training) tells the surrogate
 MIN_OBSERVATIONS = 2  # the surrogate's hyperparameters need two points
 GRID_POINTS = 2049  # candidates in 1-D
 SOBOL_POINTS = 1024  # candidates in more dimensions
@@ -202,11 +204,16 @@ class _BayesianOptimisation(Strategy):
 
     ``n_initial`` random draws first (>= 2: the surrogate needs two points), then ``n_iterations``
     EI proposals; ``xi`` is EI's exploration trade-off (eq. 10) in the objective's units.
+    ``failed``: ``worst`` counts a failed trial (a diverged training, say) as an observation of
+    the worst loss seen so far, so the search learns to avoid its region; ``ignore`` leaves it out.
     """
 
     def __init__(self, space: SearchSpace, seed: int, direction: Direction, n_initial: int = 2,
-                 n_iterations: int = 10, xi: float = 0.01):
+                 n_iterations: int = 10, xi: float = 0.01, failed: str = "worst"):
         super().__init__(space, seed, direction)
+        if failed not in FAILED_RULES:
+            raise ConfigError("strategy.failed", f"must be one of {FAILED_RULES}, got {failed!r}")
+        self.failed = failed
         for name, dim in space.items():
             if isinstance(dim, Choice):
                 raise ConfigError("space", f"{self.name} needs numeric dimensions; {name!r} is a choice")
@@ -263,7 +270,13 @@ class _BayesianOptimisation(Strategy):
     def _observations(self, history: Sequence[Trial]) -> tuple[list[np.ndarray], list[float]]:
         complete = [t for t in history if t.state is TrialState.COMPLETE and t.value is not None
                     and math.isfinite(t.value)]
-        return [self._encode(t.params) for t in complete], [self.direction.loss(t.value) for t in complete]
+        inputs = [self._encode(t.params) for t in complete]
+        losses = [self.direction.loss(t.value) for t in complete]
+        if self.failed == "worst" and len(losses) >= MIN_OBSERVATIONS:  # a diverged training says "not here" too
+            failed = [t for t in history if t.state is TrialState.FAILED]
+            inputs += [self._encode(t.params) for t in failed]
+            losses += [max(losses)] * len(failed)
+        return inputs, losses
 
     def _model(self, inputs: list[np.ndarray], losses: list[float], pending: list[np.ndarray],
                rng: np.random.Generator) -> _Model:
@@ -312,11 +325,7 @@ class _BayesianOptimisation(Strategy):
 
     def _plot(self, grid: np.ndarray, predictive: Predictive, model: _Model, inputs: list[np.ndarray],
               losses: list[float]) -> bytes:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         ((name, dim),) = self.space.items()
         sign = 1.0 if self.direction is Direction.MINIMIZE else -1.0  # back to the objective's units
         x = np.array([_from_unit(dim, float(u), snap=False) for u in grid[:, 0]])
@@ -336,11 +345,7 @@ class _BayesianOptimisation(Strategy):
         if isinstance(dim, LogFloat) or (isinstance(dim, Int) and dim.log):
             bottom.set_xscale("log")
         top.set_title(f"{self.name}: {len(losses)} complete trials")
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100)
-        plt.close(fig)
-        return buffer.getvalue()
+        return png(fig)
 
 
 class GaussianProcessBO(_BayesianOptimisation):
@@ -362,8 +367,8 @@ class GammaBO(_BayesianOptimisation):
     name = "gamma_bo"
 
     def __init__(self, space: SearchSpace, seed: int, direction: Direction, n_initial: int = 2,
-                 n_iterations: int = 10, xi: float = 0.01, a0: float = 1.0, b0: float = 1.0):
-        super().__init__(space, seed, direction, n_initial, n_iterations, xi)
+                 n_iterations: int = 10, xi: float = 0.01, failed: str = "worst", a0: float = 1.0, b0: float = 1.0):
+        super().__init__(space, seed, direction, n_initial, n_iterations, xi, failed)
         for key, value in (("a0", a0), ("b0", b0)):
             if not value > 0:
                 raise ConfigError(f"strategy.{key}", f"must be > 0, got {value}")

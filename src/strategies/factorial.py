@@ -59,14 +59,14 @@ factor has p < 0.05 (learning rate 0.059), yet all three were narrowed.
 
 **Phase 2** (trials N1 ..): the product of the narrowed values in space order (last dimension
 fastest), each point once, including points already run in phase 1 (the paper re-ran them). Trial
-N1 + j runs point j (tags ``phase: grid``, ``run: j``); once the grid is used up the study is finished. ``max_trials`` is an upper
+N1 + j runs point j (tags ``phase: grid``, ``run: j``); once the grid is used up the study is
+finished. ``max_trials`` is an upper
 bound (N1 + the largest grid the rule can produce) because the grid is known only after the fit.
 Everything is recomputed from the finished phase-1 trials on each call (cached on their values).
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -79,6 +79,7 @@ import statsmodels.api as sm
 from scipy import stats
 
 from src.errors import ConfigError
+from src.plots import png, pyplot
 from src.space import Choice, Dimension, Float, Int, LogFloat, Params, SearchSpace
 from src.strategies.base import Decision, Strategy
 from src.trial import Direction, Proposal, Trial, TrialState
@@ -112,7 +113,6 @@ DEFAULT_NARROWING: dict[str, Any] = {
     "non_significant": "narrow",
     "limits": {},
 }
-PNG_DPI = 100
 
 
 class DesignError(RuntimeError):
@@ -629,7 +629,7 @@ class FactorialGrid(Strategy):
     # -- plots ---------------------------------------------------------------------------------
 
     def _pareto(self, analysis: Analysis) -> bytes:
-        plt = _pyplot()
+        plt = pyplot()
         table = analysis.effects.iloc[1: len(analysis.terms)]
         size = np.abs(table["t"].to_numpy(dtype=float))
         size[~np.isfinite(size)] = np.nan  # Lenth's PSE is 0 when most effects are exactly 0: no bar
@@ -643,10 +643,10 @@ class FactorialGrid(Strategy):
         ax.set_xlabel(f"standardized effect |t| ({analysis.error})")
         ax.set_title("Pareto chart of standardized effects", fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
-        return _png(fig)
+        return png(fig)
 
     def _half_normal(self, analysis: Analysis) -> bytes:
-        plt = _pyplot()
+        plt = pyplot()
         table = analysis.effects.iloc[1: len(analysis.terms)]
         size = np.abs(table["effect"].to_numpy(dtype=float))
         order = np.argsort(size)
@@ -664,7 +664,7 @@ class FactorialGrid(Strategy):
         ax.set_xlabel("|effect|")
         ax.set_ylabel("half-normal quantile")
         ax.set_title("Half-normal plot of effects (red: significant)", fontsize=10)
-        return _png(fig)
+        return png(fig)
 
     def _level_means(self, analysis: Analysis) -> tuple[np.ndarray, np.ndarray]:
         factorial = [i for i, r in enumerate(analysis.used) if r.phase == "factorial"]
@@ -672,7 +672,7 @@ class FactorialGrid(Strategy):
         return coded, np.array([analysis.values[i] for i in factorial])
 
     def _main_effects(self, analysis: Analysis) -> bytes:
-        plt = _pyplot()
+        plt = pyplot()
         coded, y = self._level_means(analysis)
         k = len(self.factors)
         fig, axes = plt.subplots(1, k, figsize=(2.4 * k + 0.8, 3.2), sharey=True, squeeze=False)
@@ -685,10 +685,10 @@ class FactorialGrid(Strategy):
             ax.set_title(factor.name, fontsize=9)
         axes[0][0].set_ylabel(f"mean objective ({self.direction.value})")
         fig.suptitle("Main effects", fontsize=10)
-        return _png(fig)
+        return png(fig)
 
     def _interactions(self, analysis: Analysis) -> bytes:
-        plt = _pyplot()
+        plt = pyplot()
         coded, y = self._level_means(analysis)
         pairs = list(itertools.combinations(range(len(self.factors)), 2))
         columns = min(3, len(pairs))
@@ -705,7 +705,7 @@ class FactorialGrid(Strategy):
         for ax in list(axes.flat)[len(pairs):]:
             ax.set_visible(False)
         fig.suptitle("Two-factor interactions (mean objective)", fontsize=10)
-        return _png(fig)
+        return png(fig)
 
 
 def lenth_pse(coefficients: np.ndarray) -> float:
@@ -759,19 +759,3 @@ def _factors_of(mask: int) -> tuple[int, ...]:
 def _ok(trial: Trial) -> bool:
     return trial.state is TrialState.COMPLETE and trial.value is not None and math.isfinite(trial.value)
 
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig: Any) -> bytes:
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=PNG_DPI)
-    _pyplot().close(fig)
-    return buffer.getvalue()

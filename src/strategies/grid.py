@@ -28,7 +28,8 @@ class GridSearch(Strategy):
         if repeats < 1:
             raise ConfigError("strategy.repeats", f"must be >= 1, got {repeats}")
         self.repeats = repeats
-        self.points = [dict(zip(space, values)) for values in itertools.product(*(d.grid(points) for d in space.values()))]
+        axes = [dim.grid(points) for dim in space.values()]
+        self.points = [dict(zip(space, values)) for values in itertools.product(*axes)]
 
     def max_trials(self) -> int:
         return len(self.points) * self.repeats

@@ -36,7 +36,6 @@ Beyond the paper (options, off by default):
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 from collections.abc import Sequence
@@ -47,6 +46,7 @@ import pandas as pd
 from scipy import stats
 
 from src.errors import ConfigError
+from src.plots import png, pyplot
 from src.space import Choice, Params, SearchSpace
 from src.strategies.base import Decision, Strategy
 from src.trial import Direction, Proposal, Trial, TrialState
@@ -262,11 +262,7 @@ class TSampling(Strategy):
                               ("-" if last else "dropped")} for c in stage.combinations])
 
     def _heatmap(self, stage: Stage, table: pd.DataFrame) -> bytes:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         column = stage.names[-1]
         rows = [name for name in stage.names if name != column]
         table = table.assign(row=table[rows].astype(str).agg(", ".join, axis=1))
@@ -284,11 +280,7 @@ class TSampling(Strategy):
         ax.set_ylabel(", ".join(rows))
         ax.set_title(f"stage {stage.number}: mean objective, P(< criterion); white = dropped", fontsize=8)
         fig.colorbar(image, ax=ax)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=110)
-        plt.close(fig)
-        return buffer.getvalue()
+        return png(fig, dpi=110)
 
     def _summary(self, stages: list[Stage], order: tuple[str, ...], best: Combination, trainings: int) -> str:
         sign = 1.0 if self.direction is Direction.MINIMIZE else -1.0

@@ -36,24 +36,26 @@ def loss_function(data: Splits) -> Callable[[torch.Tensor, torch.Tensor], torch.
 
 def fit(model: nn.Module, data: Splits, *, epochs: int, batch_size: int, lr: float, optimizer: str = "sgd",
         momentum: float = 0.0, weight_decay: float = 0.0, device: str = "cpu", seed: int = 0,
-        report: Report | None = None) -> dict[str, float]:
+        report: Report | None = None, first_epoch: int = 1) -> dict[str, float]:
     """Train for ``epochs`` and return the last epoch's metrics (and the test split's); a non-finite loss raises.
 
-    With ``epochs=0`` the untrained model is evaluated once (reported as epoch 0).
+    Epochs are numbered from ``first_epoch`` (a model that continues earlier training reports its
+    place in the whole run). With ``epochs=0`` the untrained model is evaluated (reported as epoch 0).
     """
     model.to(device)
     opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
     shuffle = torch.Generator().manual_seed(seed)
-    metrics = evaluate(model, data, "val", device)
-    for epoch in range(1, epochs + 1):
+    last = first_epoch + epochs - 1
+    metrics = evaluate(model, data, "val", device) if epochs == 0 else {}
+    for epoch in range(first_epoch, last + 1):
         metrics = {"train_loss": train_epoch(model, opt, data, batch_size, shuffle, device, epoch),
                    **evaluate(model, data, "val", device)}
-        if report is not None and epoch < epochs:
+        if report is not None and epoch < last:
             report(epoch, metrics)
     if data.x_test is not None:
         metrics |= evaluate(model, data, "test", device)
     if report is not None:
-        report(epochs, metrics)
+        report(last, metrics)
     return metrics
 
 
@@ -77,11 +79,16 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Splits, batc
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: Splits, split: str, device: str, batch_size: int = 1024) -> dict[str, float]:
-    """Metrics on ``split`` ("val" or "test"), each named ``<split>_<metric>``."""
+def predict(model: nn.Module, x: torch.Tensor, device: str, batch_size: int = 1024) -> torch.Tensor:
+    """The model's outputs for ``x`` (logits or regression values), on the CPU."""
     model.eval()
-    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-    outputs = torch.cat([model(xb.to(device)).cpu() for xb in x.split(batch_size)])
+    return torch.cat([model(xb.to(device)).cpu() for xb in x.split(batch_size)])
+
+
+def evaluate(model: nn.Module, data: Splits, split: str, device: str) -> dict[str, float]:
+    """Metrics on ``split`` ("val" or "test"), each named ``<split>_<metric>``."""
+    y = getattr(data, f"y_{split}")
+    outputs = predict(model, getattr(data, f"x_{split}"), device)
     loss = loss_function(data)(outputs, y).item()
     if data.num_classes is None:
         rmse = loss**0.5

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, matthews_corrcoef
 
 TASK_METRICS = {
-    "classification": ("train_loss", "val_loss", "val_accuracy", "val_sensitivity", "val_specificity", "val_mcc"),
+    "classification": ("train_loss", "val_loss", "val_accuracy", "val_sensitivity", "val_specificity", "val_mcc",
+                       "val_kappa"),
     "regression": ("train_loss", "val_loss", "val_rmse", "val_rmse_original"),
 }
+
+
+def confusion_csv(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> str:
+    """The confusion matrix (rows: true class, columns: predicted) as CSV, for a trial's artifacts."""
+    cm = confusion_matrix(y_true, y_pred, labels=np.arange(num_classes))
+    return pd.DataFrame(cm, index=pd.Index(range(num_classes), name="true"), columns=range(num_classes)).to_csv()
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:

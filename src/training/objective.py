@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from src.data import Splits, load_dataset
 from src.errors import ConfigError
 from src.models import build_model
-from src.training.loop import fit
-from src.training.metrics import TASK_METRICS
+from src.training.kappa import VARIANTS, kappa
+from src.training.loop import fit, predict
+from src.training.metrics import TASK_METRICS, confusion_csv
 from src.trial import TrialContext
 
 DATASET_META_KEYS = ("name", "task", "metric", "direction", "n_features")  # not loader options
+KEPT_WEIGHTS = 32  # per-epoch mode: recent candidates' weights kept in memory
 
 
 def apply_params(cfg: DictConfig, params: Mapping[str, Any]) -> DictConfig:
@@ -31,7 +36,10 @@ class TrainingObjective:
     """Built once per study: the data is loaded (and a missing dataset reported) before tracking.
 
     Datasets are cached per dataset config, so a tuned data setting (e.g. the window length of a
-    time series) loads once per value rather than once per trial.
+    time series) loads once per value rather than once per trial. A trial tagged with a ``lineage``
+    (the per-epoch strategy) trains one epoch from the weights that lineage leads to, instead of a
+    whole training from scratch. Classification trials also get ``kappa`` (seed 001, eq. 11/12,
+    ``objective.kappa``) and log their validation confusion matrix.
     """
 
     def __init__(self, cfg: DictConfig):
@@ -40,10 +48,15 @@ class TrainingObjective:
             raise ConfigError("dataset.task", f"must be one of {sorted(TASK_METRICS)}, got {task!r}")
         if cfg.objective.metric not in TASK_METRICS[task]:
             raise ConfigError("objective.metric", f"{cfg.objective.metric!r} is not one of {TASK_METRICS[task]}")
+        if cfg.objective.kappa.variant not in VARIANTS:
+            raise ConfigError("objective.kappa.variant", f"must be one of {VARIANTS}")
+        if not 0 < cfg.objective.kappa.lam <= 1:
+            raise ConfigError("objective.kappa.lam", f"must be in (0, 1], got {cfg.objective.kappa.lam}")
         self.cfg = cfg
         if cfg.threads is not None:  # tiny models train faster on one thread than on contended cores
             torch.set_num_threads(cfg.threads)
         self._data: dict[str, Splits] = {}
+        self._weights: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
         self.data(cfg)
 
     def data(self, cfg: DictConfig) -> Splits:
@@ -58,7 +71,60 @@ class TrainingObjective:
     def __call__(self, params: Mapping[str, Any], trial: TrialContext) -> dict[str, float]:
         cfg = apply_params(self.cfg, params)
         data = self.data(cfg)
-        torch.manual_seed(trial.seed)
+
+        def report(epoch: int, metrics: Mapping[str, float]) -> None:
+            trial.report(epoch, self.derived(metrics))
+
+        if "lineage" in trial.tags:
+            lineage = json.loads(trial.tags["lineage"])
+            model = self._model(cfg, data, self._start(lineage, data, trial.device))
+            metrics = self._one_epoch(model, cfg, data, trial.seed, trial.device, int(trial.tags["epoch"]), report)
+            self._keep([*lineage, [dict(params), trial.seed]], model)
+        else:
+            torch.manual_seed(trial.seed)
+            model = self._model(cfg, data)
+            trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+            metrics = fit(model, data, device=trial.device, seed=trial.seed, report=report, **trainer)
+        if data.num_classes is not None:
+            predicted = predict(model, data.x_val, trial.device).argmax(dim=1)
+            trial.log_artifacts({"confusion_matrix.csv": confusion_csv(data.y_val.numpy(), predicted.numpy(),
+                                                                        data.num_classes)})
+        return self.derived(metrics)
+
+    def derived(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """``metrics`` plus kappa for each split that has an accuracy and a loss."""
+        extra = {f"{split}_kappa": kappa(metrics[f"{split}_accuracy"], metrics[f"{split}_loss"],
+                                         self.cfg.objective.kappa.variant, self.cfg.objective.kappa.lam)
+                 for split in ("val", "test") if f"{split}_accuracy" in metrics and f"{split}_loss" in metrics}
+        return {**metrics, **extra}
+
+    def _model(self, cfg: DictConfig, data: Splits, weights: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
         model = build_model(OmegaConf.to_container(cfg.model, resolve=True), data.input_shape, data.num_outputs)
-        trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-        return fit(model, data, device=trial.device, seed=trial.seed, report=trial.report, **trainer)
+        if weights is not None:
+            model.load_state_dict(weights)
+        return model
+
+    def _start(self, lineage: list, data: Splits, device: str) -> dict[str, torch.Tensor]:
+        """The weights a lineage leads to: from memory, or re-trained from the initial weights."""
+        key = json.dumps(lineage)
+        if key not in self._weights:
+            if lineage:
+                *before, (params, seed) = lineage
+                cfg = apply_params(self.cfg, params)
+                model = self._model(cfg, data, self._start(before, data, device))
+                self._one_epoch(model, cfg, data, seed, device, len(lineage), None)
+            else:
+                torch.manual_seed(self.cfg.seed)  # every lineage starts from the same initial weights
+                model = self._model(self.cfg, data)
+            self._keep(lineage, model)
+        return self._weights[key]
+
+    def _keep(self, lineage: list, model: nn.Module) -> None:
+        self._weights[json.dumps(lineage)] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        while len(self._weights) > KEPT_WEIGHTS:
+            self._weights.popitem(last=False)
+
+    def _one_epoch(self, model: nn.Module, cfg: DictConfig, data: Splits, seed: int, device: str, epoch: int,
+                   report: Callable[[int, Mapping[str, float]], None] | None) -> dict[str, float]:
+        trainer = {**OmegaConf.to_container(cfg.trainer, resolve=True), "epochs": 1}
+        return fit(model, data, device=device, seed=seed, report=report, first_epoch=epoch, **trainer)
