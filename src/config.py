@@ -36,7 +36,8 @@ def validate(cfg: DictConfig) -> SearchSpace:
     try:
         direction = Direction(cfg.objective.direction)
     except ValueError:
-        raise ConfigError("objective.direction", f"must be minimize or maximize, got {cfg.objective.direction!r}")
+        raise ConfigError("objective.direction",
+                          f"must be minimize or maximize, got {cfg.objective.direction!r}") from None
     space = SearchSpace.from_config(OmegaConf.to_container(cfg.space, resolve=True))
     for name in space:
         if not _exists(cfg, name):

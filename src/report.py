@@ -1,115 +1,180 @@
-"""Reports: read studies back from MLflow and write the papers' comparison tables.
+"""Reports: read studies back from MLflow and write comparison tables and plots.
 
-    python -m src.report seed000 [--scale smoke|paper] [--tracking-uri URI] [--out reports/seed000]
-
-Each report is a list of comparisons (one per dataset) of studies that the presets create; it
-writes markdown and CSV under ``--out`` and logs the same files, with headline numbers as
-metrics, on a ``report-<name>`` run in each dataset's MLflow experiment.
+A comparison (an experiment preset's ``comparison`` node, run by ``python -m src.compare``) is a
+set of variants (strategies or settings), each studied under several seeds. The report gives, per
+variant, the mean and spread over seeds of the best objective, the best trial's other metrics
+(test RMSE, ...), the number of trainings, the training time and the trainings needed to come
+within 1% of the best value any study found; a best-so-far plot; and the per-study rows. It writes
+markdown, CSV, PNG and a metrics JSON (for ``dvc metrics show``) under ``out`` and logs the same
+files, with the headline numbers as metrics, on a ``report-<name>`` run in the MLflow experiment.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from src.plots import png, pyplot
 from src.tracking import Tracker
 from src.trial import Direction
+
+WITHIN = 0.01  # "trainings to come within 1% of the best known value"
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """Studies on one problem, compared on the same footing."""
+    """Which studies to compare and how to present them."""
 
+    name: str
     experiment: str
-    studies: tuple[str, ...]
+    scale: str
+    seeds: tuple[int, ...]
+    variants: tuple[str, ...]
+    title: str = ""
+    caption: str = ""
+    columns: tuple[str, ...] = ()  # best-trial metrics to show beside the objective, e.g. test_rmse
+
+    def study(self, variant: str, seed: int) -> str:
+        return f"{self.name}-{variant}-s{seed}-{self.scale}"
+
+    @classmethod
+    def from_config(cls, node: Mapping[str, Any], experiment: str, scale: str) -> Comparison:
+        return cls(name=node["name"], experiment=experiment, scale=scale, seeds=tuple(node["seeds"]),
+                   variants=tuple(node["variants"]), title=node.get("title", ""), caption=node.get("caption", ""),
+                   columns=tuple(node.get("columns", ())))
+
+
+def best_so_far(trials: pd.DataFrame, direction: Direction) -> np.ndarray:
+    """The best objective after each training, in trial order (failed trainings repeat the last best)."""
+    attempts = trials[~trials["interrupted"] & (trials["status"] != "RUNNING")].sort_values("number")
+    values = np.where(attempts["status"] == "FINISHED", attempts["objective"], np.nan).astype(float)
+    losses = np.array([direction.loss(v) if np.isfinite(v) else np.inf for v in values])
+    running = np.minimum.accumulate(losses) if len(losses) else losses
+    return np.array([direction.loss(v) if np.isfinite(v) else np.nan for v in running])
 
 
 def summarize(study: dict[str, Any], trials: pd.DataFrame) -> dict[str, Any]:
-    """One study in a row: trainings, failures, the best trial (by the objective) and its other metrics."""
-    attempts = trials[~trials["interrupted"]] if len(trials) else trials
+    """One study in a row: trainings, failures, times, and the best trial with its other metrics."""
+    direction = Direction(study["tags"].get("direction", "minimize"))
+    attempts = trials[~trials["interrupted"] & (trials["status"] != "RUNNING")] if len(trials) else trials
     done = attempts[attempts["status"] == "FINISHED"] if len(attempts) else attempts
     row: dict[str, Any] = {
         "study": study["name"],
         "strategy": study["tags"].get("strategy", ""),
-        "trainings": int((attempts["status"] != "RUNNING").sum()) if len(attempts) else 0,
+        "trainings": len(attempts),
         "failed": int((attempts["status"] == "FAILED").sum()) if len(attempts) else 0,
         "train_time_s": float(attempts["duration_s"].sum()) if len(attempts) else 0.0,
+        "wall_time_s": ((study["end"] or study["start"]) - study["start"]) / 1000,
     }
     if len(done):
-        direction = Direction(study["tags"].get("direction", "minimize"))
         best = done.loc[done["objective"].idxmin() if direction is Direction.MINIMIZE else done["objective"].idxmax()]
         row["best_objective"] = float(best["objective"])
         row |= {name.removeprefix("metric."): float(best[name]) for name in best.index
-                if name.startswith("metric.test_") and pd.notna(best[name])}
+                if name.startswith("metric.") and name.removeprefix("metric.") not in ("objective", "duration_s")
+                and pd.notna(best[name])}
         row["best_params"] = ", ".join(f"{name.removeprefix('param.')}={best[name]}" for name in best.index
                                        if name.startswith("param.") and pd.notna(best[name]))
     return row
 
 
-def compare(tracker: Tracker, comparison: Comparison) -> pd.DataFrame:
-    rows = []
-    for name in comparison.studies:
-        study, trials = tracker.study_frame(comparison.experiment, name)
-        rows.append({"dataset": comparison.experiment, **summarize(study, trials)})
-    return pd.DataFrame(rows)
+def collect(tracker: Tracker, comparison: Comparison) -> tuple[pd.DataFrame, dict[str, list[np.ndarray]], Direction]:
+    """Per-study rows and best-so-far curves per variant."""
+    rows, curves, direction = [], {}, Direction.MINIMIZE
+    for variant in comparison.variants:
+        for seed in comparison.seeds:
+            study, trials = tracker.study_frame(comparison.experiment, comparison.study(variant, seed))
+            direction = Direction(study["tags"].get("direction", "minimize"))
+            rows.append({"variant": variant, "seed": seed, **summarize(study, trials)})
+            curves.setdefault(variant, []).append(best_so_far(trials, direction) if len(trials) else np.array([]))
+    table = pd.DataFrame(rows)
+    best_known = table["best_objective"].min() if direction is Direction.MINIMIZE else table["best_objective"].max()
+    table["trainings_to_1pct"] = [_reach(curve, best_known) for variant in comparison.variants
+                                  for curve in curves[variant]]
+    return table, curves, direction
 
 
-def seed000(scale: str) -> list[Comparison]:
-    """Tables 4-5 of seed 000: t-sampling against brute force on gold and BDI."""
-    return [Comparison(dataset, tuple(f"seed000-{dataset}-{strategy}-{scale}" for strategy in ("t_sampling", "grid")))
-            for dataset in ("gold", "bdi")]
+def _reach(curve: np.ndarray, target: float) -> float:
+    """Trainings until the best-so-far is within 1% of ``target`` (NaN if never)."""
+    close = np.abs(curve - target) <= WITHIN * abs(target)
+    return float(np.argmax(close) + 1) if close.any() else float("nan")
 
 
-def seed000_markdown(table: pd.DataFrame, scale: str) -> str:
-    table = table.assign(method=table["strategy"].map({"grid": "Brute force", "t_sampling": "Proposed (t-sampling)"}))
-    rmse = table.pivot(index="method", columns="dataset", values="test_rmse")
-    trainings = table.pivot(index="method", columns="dataset", values="trainings")
-    lines = [f"# Seed 000: staged t-sampling against brute force ({scale} scale)", "",
-             "Table 4 analogue: test RMSE (scaled target) of the trial with the best validation RMSE.", "",
-             rmse.to_markdown(floatfmt=".6f"), "",
-             "Table 5 analogue: number of trainings.", "", trainings.to_markdown(), "",
-             "All studies:", "", table.drop(columns=["method"]).to_markdown(index=False, floatfmt=".6g"), ""]
+def aggregate(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Mean and standard deviation over seeds, per variant."""
+    measures = ["best_objective", *[c for c in columns if c in table], "trainings", "train_time_s", "trainings_to_1pct"]
+    grouped = table.groupby("variant", sort=False)[measures]
+    summary = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_sd"))
+    summary.insert(0, "studies", grouped.size())
+    summary.insert(1, "reached_1pct", table.groupby("variant", sort=False)["trainings_to_1pct"].count())
+    return summary[["studies", "reached_1pct", *[f"{m}_{s}" for m in measures for s in ("mean", "sd")]]].reset_index()
+
+
+def markdown(comparison: Comparison, summary: pd.DataFrame, table: pd.DataFrame) -> str:
+    def cell(mean: float, sd: float) -> str:
+        return "-" if pd.isna(mean) else (f"{mean:.4g}" if pd.isna(sd) else f"{mean:.4g} ± {sd:.2g}")
+
+    measures = ["best_objective", *[c for c in comparison.columns if f"{c}_mean" in summary], "trainings",
+                "train_time_s", "trainings_to_1pct"]
+    shown = pd.DataFrame({"variant": summary["variant"], "studies": summary["studies"],
+                          **{m: [cell(a, b) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_sd"])]
+                             for m in measures}})
+    keep = ["variant", "seed", "best_objective", *[c for c in comparison.columns if c in table], "trainings",
+            "failed", "train_time_s", "trainings_to_1pct", "best_params"]
+    lines = [f"# {comparison.title or comparison.name} ({comparison.scale} scale)", ""]
+    if comparison.caption:
+        lines += [comparison.caption.strip(), ""]
+    lines += [f"Mean ± standard deviation over seeds {list(comparison.seeds)}; `trainings_to_1pct` counts the "
+              "trainings a study needed to come within 1% of the best value any study found.", "",
+              shown.to_markdown(index=False), "", f"![best so far]({comparison.name}_best_so_far.png)", "",
+              "## Every study", "", table[[c for c in keep if c in table]].to_markdown(index=False, floatfmt=".6g"),
+              ""]
     return "\n".join(lines)
 
 
-REPORTS = {"seed000": (seed000, seed000_markdown)}
+def plot_curves(comparison: Comparison, curves: Mapping[str, list[np.ndarray]]) -> bytes:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for index, (variant, runs) in enumerate(curves.items()):
+        colour = f"C{index}"
+        longest = max((len(c) for c in runs), default=0)
+        if not longest:
+            continue
+        padded = np.array([np.pad(c, (0, longest - len(c)), constant_values=np.nan) if len(c) else
+                           np.full(longest, np.nan) for c in runs])
+        for curve in padded:
+            ax.plot(np.arange(1, longest + 1), curve, color=colour, alpha=0.2, linewidth=0.8)
+        with np.errstate(all="ignore"):
+            ax.plot(np.arange(1, longest + 1), np.nanmedian(padded, axis=0), color=colour, linewidth=2, label=variant)
+    ax.set_xlabel("trainings")
+    ax.set_ylabel("best objective so far")
+    ax.set_xscale("log")
+    ax.set_title(f"{comparison.title or comparison.name}: median over seeds (thin: each seed)", fontsize=9)
+    ax.legend(fontsize=8)
+    return png(fig, dpi=110)
 
 
-def write(name: str, scale: str, tracker: Tracker, out: Path) -> pd.DataFrame:
-    """Build report ``name`` from the tracking store, write it under ``out`` and log it to MLflow."""
-    comparisons, markdown = REPORTS[name]
-    parts = comparisons(scale)
-    table = pd.concat([compare(tracker, c) for c in parts], ignore_index=True)
-    files = {f"{name}.csv": table.to_csv(index=False), f"{name}.md": markdown(table, scale)}
+def write(tracker: Tracker, comparison: Comparison, out: Path) -> pd.DataFrame:
+    """Build the report from the tracking store, write it under ``out`` and log it to MLflow."""
+    table, curves, _ = collect(tracker, comparison)
+    summary = aggregate(table, comparison.columns)
+    metrics = {f"{row['variant']}.{column}": row[column] for row in summary.to_dict("records")
+               for column in summary.columns if column.endswith("_mean") and pd.notna(row[column])}
+    name = comparison.name
+    files: dict[str, str | bytes] = {
+        f"{name}.md": markdown(comparison, summary, table),
+        f"{name}_summary.csv": summary.to_csv(index=False),
+        f"{name}_studies.csv": table.to_csv(index=False),
+        f"{name}_best_so_far.png": plot_curves(comparison, curves),
+        f"{name}_metrics.json": json.dumps(metrics, indent=2, default=float) + "\n",
+    }
     out.mkdir(parents=True, exist_ok=True)
     for file, content in files.items():
-        (out / file).write_text(content)
-    for comparison in parts:
-        mine = table[table["dataset"] == comparison.experiment]
-        metrics = {f"{row.strategy}.{column}": getattr(row, column) for row in mine.itertuples()
-                   for column in ("trainings", "best_objective", "test_rmse") if pd.notna(getattr(row, column, None))}
-        tracker.log_report(comparison.experiment, f"{name}-{scale}", files, metrics)
-    return table
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write a paper's comparison tables from the tracked studies.")
-    parser.add_argument("name", choices=sorted(REPORTS))
-    parser.add_argument("--scale", default="smoke", choices=("smoke", "paper"))
-    parser.add_argument("--tracking-uri", default=f"sqlite:///{Path(__file__).resolve().parent.parent / 'mlflow.db'}")
-    parser.add_argument("--out", type=Path, default=None, help="folder for the files (default: reports/<name>)")
-    args = parser.parse_args(argv)
-    try:
-        table = write(args.name, args.scale, Tracker(args.tracking_uri), args.out or Path("reports") / args.name)
-    except LookupError as missing:
-        parser.exit(1, f"error: {missing}; run the study first (see the README)\n")
-    print(REPORTS[args.name][1](table, args.scale))
-
-
-if __name__ == "__main__":
-    main()
+        (out / file).write_bytes(content.encode() if isinstance(content, str) else content)
+    tracker.log_report(comparison.experiment, f"{name}-{comparison.scale}", files, metrics)
+    return summary

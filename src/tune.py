@@ -7,21 +7,21 @@ naming the key and exit with code 2 before anything is tracked; a missing datase
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
+
+import src.resolvers  # noqa: F401 - registers the resolvers the configs use
+from src.cli import cli_errors
 
 if TYPE_CHECKING:
     from src.study import StudyResult
-
-import src.resolvers  # noqa: F401 - registers the resolvers the configs use
-from src.errors import ConfigError, DataMissingError, StudyConflictError
+    from src.tracking import Tracker
 
 
 def run(cfg: DictConfig) -> StudyResult:
@@ -30,6 +30,7 @@ def run(cfg: DictConfig) -> StudyResult:
     # MLflow and torch to load.
     from src.config import options, study_config, validate
     from src.study import optimize
+    from src.tracking import Tracker
     from src.training.objective import TrainingObjective
 
     space = validate(cfg)
@@ -43,6 +44,8 @@ def run(cfg: DictConfig) -> StudyResult:
         config_text=OmegaConf.to_yaml(cfg, resolve=True),
         tags={"dataset": cfg.dataset.name, "model": cfg.model.name}, progress=cfg.progress,
     )
+    if result.best is not None and cfg.dataset.task == "classification":
+        attach_confusion_matrix(Tracker(cfg.tracking.uri), result)
     summary = {
         "study": cfg.study,
         "parent_run_id": result.parent_run_id,
@@ -60,41 +63,33 @@ def run(cfg: DictConfig) -> StudyResult:
     return result
 
 
+def attach_confusion_matrix(tracker: Tracker, result: StudyResult) -> None:
+    """Put the best trial's validation confusion matrix on the study's parent run, as CSV and heatmap."""
+    import numpy as np
+    import pandas as pd
+
+    from src.plots import confusion_heatmap
+
+    text = tracker.read_text(result.best.run_id, "confusion_matrix.csv")
+    if text is None:
+        return
+    matrix = pd.read_csv(io.StringIO(text), index_col=0)
+    image = confusion_heatmap(matrix.to_numpy(dtype=np.int64), list(matrix.columns),
+                              f"best trial {result.best.number}: validation confusion matrix")
+    tracker.attach(result.parent_run_id, {"confusion_matrix.csv": text, "confusion_matrix.png": image})
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
-    try:
+    with cli_errors():  # inside the job too: Hydra prints its own banner for errors that leave it
         run(cfg)
-    except (ConfigError, DataMissingError, StudyConflictError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
 
 
 def main() -> None:
-    """Entry point: Hydra's own errors (unknown option, bad override) also become one line, exit 2."""
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let Hydra raise, so its errors can be shortened here
-    try:
+    """Entry point: config mistakes, Hydra's included, become one line and exit 2 (see ``src.cli``)."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let Hydra raise, so its errors can be shortened
+    with cli_errors():
         _hydra_main()
-    except (MissingConfigException, ConfigCompositionException, OverrideParseException) as error:
-        print(f"error: {_first_line(error)}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: the running trial will run again when the same command is re-run", file=sys.stderr)
-        sys.exit(130)
-
-
-def _first_line(error: Exception) -> str:
-    """Hydra's multi-line errors as one line that names the offending key or option."""
-    if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options is not None:
-        group, _, option = error.missing_cfg_file.rpartition("/")
-        return f"{group}={option}: no such option (available: {', '.join(sorted(error.options))})"
-    if isinstance(error, OverrideParseException):
-        return f"{error.override}: cannot parse this override ({error.message.splitlines()[0]})"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    head = lines[0] if lines else repr(error)
-    if error.__cause__ is not None and str(error.__cause__).strip():
-        head += f" {str(error.__cause__).strip().splitlines()[0]}"
-    hint = next((line for line in lines if line.startswith("To append")), None)
-    return f"{head} ({hint[0].lower()}{hint[1:]})" if hint else head
 
 
 if __name__ == "__main__":

@@ -115,7 +115,8 @@ def test_killed_cli_study_resumes_and_runs_every_trial_once(tmp_path):
     assert finished == [0, 1, 2, 3, 4]
     interrupted = [r for r in kids if r.data.tags.get("interrupted") == "true"]
     assert len(interrupted) == 1 and interrupted[0].info.status == "FAILED"
-    retry = next(r for r in kids if r.info.status == "FINISHED" and r.data.tags["trial"] == interrupted[0].data.tags["trial"])
+    number = interrupted[0].data.tags["trial"]
+    retry = next(r for r in kids if r.info.status == "FINISHED" and r.data.tags["trial"] == number)
     assert retry.data.params == interrupted[0].data.params
 
 

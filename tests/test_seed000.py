@@ -4,15 +4,12 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from src.report import write
-from src.tracking import Tracker
-from src.tune import run
-from tests.conftest import ROOT
+from src.compare import compare
+from tests.conftest import ROOT, runs
 
-SERIES = ("progress=false",)
 TINY = [  # three of the five hyperparameters, two samples each, one epoch
     "samples=2", "trainer.epochs=1", "space.model.num_layers.values=[1,2]", "~space.model.cell_activation",
-    "~space.model.fc_activation", "order=[model.hidden_size,model.num_layers,dataset.time_steps]",
+    "~space.model.fc_activation", "order=[model.hidden_size,model.num_layers,dataset.time_steps]", "progress=false",
 ]
 
 
@@ -32,28 +29,23 @@ def test_presets_compose_the_papers_table_1():
     assert paper.trainer.epochs > gold.trainer.epochs
 
 
-def test_t_sampling_and_brute_force_on_both_datasets_and_the_report(make_config, store, tmp_path):
-    results = {}
-    for dataset in ("gold", "bdi"):
-        for strategy in ("t_sampling", "grid"):
-            cfg = make_config(f"experiment=seed000_{dataset}", f"strategy={strategy}", *TINY,
-                              f"study=seed000-{dataset}-{strategy}-smoke", base=SERIES)
-            results[dataset, strategy] = run(cfg)
-    assert len(results["gold", "grid"].trials) == 3 * 2 * 3 * 2  # nodes x layers x steps x samples
-    staged = results["gold", "t_sampling"].trials
-    first = [t for t in staged if t.tags["stage"] == "1"]
-    second = [t for t in staged if t.tags["stage"] == "2"]
-    assert len(first) == 3 * 2 * 2 and len(first) + len(second) == len(staged)
-    survivors = {t.tags["combination"].rsplit("|", 1)[0] for t in second}
+@pytest.mark.parametrize("dataset", ["gold", "bdi"])
+def test_t_sampling_against_brute_force_and_the_report(dataset, store, tmp_path):
+    out = tmp_path / "report"
+    compare([f"experiment=seed000_{dataset}", *TINY, f"tracking.uri={store}", f"comparison.out={out}"])
+    studies = {r.data.tags["study"]: r for r in runs(store, f"tags.study LIKE 'seed000_{dataset}-%'")}
+    assert set(studies) == {f"seed000_{dataset}-t_sampling-s0-smoke", f"seed000_{dataset}-brute_force-s0-smoke"}
+    table = pd.read_csv(out / f"seed000_{dataset}_studies.csv").set_index("variant")
+    assert table.loc["brute_force", "trainings"] == 3 * 2 * 3 * 2  # nodes x layers x steps x samples
+    parent = studies[f"seed000_{dataset}-t_sampling-s0-smoke"].info.run_id
+    staged = runs(store, f"tags.`mlflow.parentRunId` = '{parent}'")
+    first = [r for r in staged if r.data.tags["strategy.stage"] == "1"]
+    second = [r for r in staged if r.data.tags["strategy.stage"] == "2"]
+    assert len(first) == 3 * 2 * 2 and len(first) + len(second) == table.loc["t_sampling", "trainings"]
+    survivors = {r.data.tags["strategy.combination"].rsplit("|", 1)[0] for r in second}
     assert len(second) == len(survivors) * 3 * 2  # survivors x the three time steps x samples
-
-    table = write("seed000", "smoke", Tracker(store), tmp_path)
-    assert sorted(zip(table["dataset"], table["strategy"])) == sorted(results)
-    row = table.set_index(["dataset", "strategy"]).loc[("gold", "grid")]
-    assert row["trainings"] == 36
-    best = results["gold", "grid"].best
-    assert row["best_objective"] == pytest.approx(best.value)
-    assert row["test_rmse_original"] > row["test_rmse"] > 0
-    markdown = (tmp_path / "seed000.md").read_text()
-    assert "Table 4" in markdown and "Table 5" in markdown and "Brute force" in markdown
-    assert len(pd.read_csv(tmp_path / "seed000.csv")) == 4
+    for variant in ("t_sampling", "brute_force"):
+        assert table.loc[variant, "test_rmse_original"] > table.loc[variant, "test_rmse"] > 0
+    markdown = (out / f"seed000_{dataset}.md").read_text()
+    assert "t-sampling against brute force" in markdown and "| brute_force |" in markdown
+    assert (out / f"seed000_{dataset}_best_so_far.png").read_bytes()[:4] == b"\x89PNG"

@@ -3,8 +3,19 @@ import pandas as pd
 import pytest
 import torch
 
-from src.data.timeseries import (BDI_CSV, DJIA_CSV, FEATURES, GOLD_CSV, TARGETS, bdi_months, gold_months, load_bdi,
-                                 load_gold, make_windows, n_features)
+from src.data.timeseries import (
+    BDI_CSV,
+    DJIA_CSV,
+    FEATURES,
+    GOLD_CSV,
+    TARGETS,
+    bdi_months,
+    gold_months,
+    load_bdi,
+    load_gold,
+    make_windows,
+    n_features,
+)
 from src.errors import ConfigError, DataMissingError
 from tests.conftest import DATA
 

@@ -7,8 +7,8 @@ from src.data.splits import Splits
 from src.models import build_model
 from src.training.loop import fit
 from src.training.metrics import classification_metrics
-from src.tune import run
 from src.trial import TrialState
+from src.tune import run
 from tests.conftest import children
 
 

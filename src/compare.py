@@ -1,0 +1,73 @@
+"""Run an experiment preset's comparison, then write its report.
+
+    python -m src.compare experiment=seed001_mnist [scale=paper] [key=value ...] [--report-only]
+
+The preset's ``comparison`` node names variants (each a list of overrides, e.g. ``[strategy=gp_bo,
+strategy.n_iterations=20]``) and seeds; every variant runs under every seed as its own study
+(``<name>-<variant>-s<seed>-<scale>``), with the same overrides otherwise, so the comparison is on
+equal terms. Studies already complete are not re-run (they resume as finished), so re-running the
+command after an interruption continues where it stopped. ``--report-only`` skips to the report.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import src.resolvers  # noqa: F401 - registers the resolvers the configs use
+from src.cli import cli_errors
+from src.errors import ConfigError
+from src.resolvers import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from src.report import Comparison
+
+
+def compose_config(overrides: Sequence[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose("config", list(overrides))
+
+
+def comparison_of(cfg: DictConfig) -> Comparison:
+    from src.report import Comparison  # imported late, like the rest of the engine: it pulls in MLflow
+
+    if "comparison" not in cfg:
+        raise ConfigError("experiment", "choose a preset with a comparison, e.g. experiment=seed001_mnist")
+    return Comparison.from_config(cfg.comparison, experiment=cfg.tracking.experiment, scale=cfg.scale)
+
+
+def compare(overrides: Sequence[str], report_only: bool = False) -> Path:
+    """Run every variant under every seed (unless ``report_only``), then write the report; returns its folder."""
+    from src.report import write
+    from src.tracking import Tracker
+    from src.tune import run
+
+    base = compose_config(overrides)
+    comparison = comparison_of(base)
+    if not report_only:
+        for variant in comparison.variants:
+            for seed in comparison.seeds:
+                extra = [*base.comparison.variants[variant], f"seed={seed}", f"study={comparison.study(variant, seed)}"]
+                run(compose_config([*overrides, *extra]))
+    out = Path(base.comparison.get("out") or Path("reports") / comparison.name)
+    summary = write(Tracker(base.tracking.uri), comparison, out)
+    print(summary.to_string(index=False))
+    print(f"report: {out / (comparison.name + '.md')}")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    with cli_errors():
+        compare([a for a in args if a != "--report-only"], report_only="--report-only" in args)
+
+
+if __name__ == "__main__":
+    main()
