@@ -5,8 +5,10 @@ set of variants (strategies or settings), each studied under several seeds. The 
 variant, the mean and spread over seeds of the best objective, the best trial's other metrics
 (test RMSE, ...), the number of trainings, the training time and the trainings needed to come
 within 1% of the best value any study found; a best-so-far plot; and the per-study rows. It writes
-markdown, CSV, PNG and a metrics JSON (for ``dvc metrics show``) under ``out`` and logs the same
-files, with the headline numbers as metrics, on a ``report-<name>`` run in the MLflow experiment.
+markdown, CSV, PNG and a metrics JSON (for ``dvc metrics show``) under ``out``, with each study's
+own artifacts (its strategy's tables and plots, the best confusion matrix) under
+``out/studies/<study>/``, and logs the report files, with the headline numbers as metrics, on a
+``report-<name>`` run in the MLflow experiment.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def summarize(study: dict[str, Any], trials: pd.DataFrame) -> dict[str, Any]:
     done = attempts[attempts["status"] == "FINISHED"] if len(attempts) else attempts
     row: dict[str, Any] = {
         "study": study["name"],
+        "run_id": study["run_id"],
         "strategy": study["tags"].get("strategy", ""),
         "trainings": len(attempts),
         "failed": int((attempts["status"] == "FAILED").sum()) if len(attempts) else 0,
@@ -176,5 +179,7 @@ def write(tracker: Tracker, comparison: Comparison, out: Path) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     for file, content in files.items():
         (out / file).write_bytes(content.encode() if isinstance(content, str) else content)
+    for row in table.itertuples():  # each study's own tables and plots (stages, effects, surrogate, ...)
+        tracker.download(row.run_id, out / "studies" / row.study)
     tracker.log_report(comparison.experiment, f"{name}-{comparison.scale}", files, metrics)
     return summary

@@ -171,6 +171,11 @@ class Tracker:
             except (MlflowException, OSError):
                 return None
 
+    def download(self, run_id: str, destination: Path) -> None:
+        """Copy every artifact of a run into ``destination`` (reports keep the studies' tables and plots)."""
+        destination.mkdir(parents=True, exist_ok=True)
+        self.client.download_artifacts(run_id, "", str(destination))
+
     def attach(self, run_id: str, files: Mapping[str, str | bytes]) -> None:
         """Log files (text or bytes) as artifacts of a run, at their relative paths."""
         _upload(self.client, run_id, files)

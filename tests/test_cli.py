@@ -36,7 +36,7 @@ def test_end_to_end_one_parent_n_children_with_metrics(tmp_path):
                 "objective", "duration_s"} <= set(kid.data.metrics)
         assert kid.data.metrics["objective"] == kid.data.metrics["val_accuracy"]
         assert kid.data.tags["device"] == "cpu"
-        assert set(kid.data.params) == {"trainer.lr", "trainer.batch_size", "model.dropout"}
+        assert set(kid.data.params) == {"trainer.lr", "trainer.momentum", "model.dropout"}
     best = max(kids, key=lambda r: r.data.metrics["objective"])
     assert parent.data.tags["best_run_id"] == best.info.run_id
     assert json.loads(summary.read_text())["best_run_id"] == best.info.run_id
@@ -52,7 +52,7 @@ BAD = [
     ("n_trials=0", "n_trials"),
     ("trainer.epochs=-1", "trainer.epochs"),
     ("space.trainer.lr.low=0.9", "space.trainer.lr.low"),
-    ("space.trainer.batch_size.values=[]", "space.trainer.batch_size.values"),
+    ("+space.trainer.optimizer={type: choice, values: []}", "space.trainer.optimizer.values"),
     ("dataset.subset=-5", "dataset.subset"),
     ("trainer.epochs=two", "trainer.epochs"),
 ]

@@ -32,7 +32,8 @@ def test_presets_compose_the_papers_table_1():
 @pytest.mark.parametrize("dataset", ["gold", "bdi"])
 def test_t_sampling_against_brute_force_and_the_report(dataset, store, tmp_path):
     out = tmp_path / "report"
-    compare([f"experiment=seed000_{dataset}", *TINY, f"tracking.uri={store}", f"comparison.out={out}"])
+    compare([f"experiment=seed000_{dataset}", *TINY, f"tracking.uri={store}", f"comparison.out={out}",
+             "~comparison.variants", "+comparison.variants={t_sampling:[],brute_force:['strategy=grid']}"])
     studies = {r.data.tags["study"]: r for r in runs(store, f"tags.study LIKE 'seed000_{dataset}-%'")}
     assert set(studies) == {f"seed000_{dataset}-t_sampling-s0-smoke", f"seed000_{dataset}-brute_force-s0-smoke"}
     table = pd.read_csv(out / f"seed000_{dataset}_studies.csv").set_index("variant")
@@ -49,3 +50,5 @@ def test_t_sampling_against_brute_force_and_the_report(dataset, store, tmp_path)
     markdown = (out / f"seed000_{dataset}.md").read_text()
     assert "t-sampling against brute force" in markdown and "| brute_force |" in markdown
     assert (out / f"seed000_{dataset}_best_so_far.png").read_bytes()[:4] == b"\x89PNG"
+    stages = out / "studies" / f"seed000_{dataset}-t_sampling-s0-smoke" / "t_sampling"
+    assert (stages / "stage1.csv").read_text().startswith("model.hidden_size,model.num_layers,n,mean,sd")

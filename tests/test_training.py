@@ -62,7 +62,7 @@ def test_nan_loss_raises():
 @pytest.mark.usefixtures("mnist_available")
 def test_diverging_trials_fail_and_the_study_finishes(make_config, store):
     cfg = make_config("n_trials=2", "space.trainer.lr.low=1e30", "space.trainer.lr.high=1e31",
-                      "space.trainer.batch_size.values=[32]")
+                      "trainer.batch_size=32")
     result = run(cfg)
     assert [t.state for t in result.trials] == [TrialState.FAILED, TrialState.FAILED]
     assert result.best is None
