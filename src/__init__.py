@@ -6,6 +6,7 @@
 import os
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # reports read many small artifacts
 
 __all__ = ["StudyResult", "optimize"]
 
