@@ -17,6 +17,7 @@ CASES = {
     "gamma_bo": (NUMERIC, {"n_initial": 2, "n_iterations": 5}),
     "t_sampling": (CHOICES, {"n_samples": 2}),
     "factorial_grid": (NUMERIC, {}),
+    "optuna_tpe": ({**NUMERIC, **CHOICES}, {"n_startup_trials": 3}),
 }
 
 

@@ -15,10 +15,12 @@ from src.strategies.grid import GridSearch
 from src.strategies.per_epoch import PerEpoch
 from src.strategies.random import RandomSearch
 from src.strategies.t_sampling import TSampling
+from src.strategies.tpe import OptunaTPE
 from src.trial import Direction
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (GridSearch, RandomSearch, TSampling, GaussianProcessBO, GammaBO, FactorialGrid, PerEpoch)
+    cls.name: cls
+    for cls in (GridSearch, RandomSearch, TSampling, GaussianProcessBO, GammaBO, PerEpoch, FactorialGrid, OptunaTPE)
 }
 
 

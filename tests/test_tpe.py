@@ -1,0 +1,61 @@
+import math
+
+import pytest
+
+from src.errors import ConfigError
+from src.space import SearchSpace
+from src.strategies import make_strategy
+from src.strategies.tpe import distribution
+from src.trial import Direction, Trial, TrialState
+
+SPACE = SearchSpace.from_config({
+    "x": {"type": "float", "low": -4.0, "high": 4.0}, "lr": {"type": "log_float", "low": 1e-4, "high": 1.0},
+    "k": {"type": "choice", "values": [1, 2, 3]}, "n": {"type": "int", "low": 1, "high": 9, "step": 2},
+})
+
+
+def loss(params):
+    return (params["x"] - 1) ** 2 + params["k"] + math.log10(params["lr"] / 1e-2) ** 2 + abs(params["n"] - 5) / 4
+
+
+def drive(strategy, budget):
+    history = []
+    for number in range(budget):
+        (proposal,) = strategy.propose(history, [number]).proposals
+        history.append(Trial(number, proposal.params, TrialState.COMPLETE, loss(proposal.params)))
+    return history
+
+
+def test_tpe_beats_its_random_start_and_is_deterministic():
+    tpe = make_strategy("optuna_tpe", SPACE, 0, Direction.MINIMIZE, {"n_startup_trials": 10})
+    history = drive(tpe, 60)
+    assert [t.params for t in history] == [t.params for t in drive(tpe, 60)]
+    best_random = min(t.value for t in history[:10])
+    assert min(t.value for t in history[10:]) < best_random - 1.0
+    assert min(t.value for t in history) < 1.6  # the optimum is 1.0 (x=1, k=1, lr=1e-2, n=5)
+
+
+def test_running_trials_push_proposals_apart():
+    tpe = make_strategy("optuna_tpe", SPACE, 0, Direction.MINIMIZE, {"n_startup_trials": 2})
+    history = drive(tpe, 12)
+    (alone,) = tpe.propose(history, [13]).proposals
+    running = [*history, Trial(12, alone.params, TrialState.RUNNING)]  # that very point is being trained
+    assert tpe.propose(running, [13]).proposals[0].params != alone.params
+    batch = tpe.propose(history, [12, 13, 14]).proposals
+    assert len({str(p.params) for p in batch}) == 3
+
+
+def test_maximising_mirrors_minimising():
+    mirrored = make_strategy("optuna_tpe", SPACE, 0, Direction.MAXIMIZE, {"n_startup_trials": 5})
+    history = []
+    for number in range(30):
+        (proposal,) = mirrored.propose(history, [number]).proposals
+        history.append(Trial(number, proposal.params, TrialState.COMPLETE, -loss(proposal.params)))
+    assert max(t.value for t in history[5:]) > max(t.value for t in history[:5])
+
+
+def test_dimensions_map_to_optuna_distributions():
+    assert distribution(SPACE["lr"]).log and distribution(SPACE["n"]).step == 2
+    assert distribution(SPACE["k"]).choices == (1, 2, 3)
+    with pytest.raises(ConfigError, match="strategy.n_startup_trials"):
+        make_strategy("optuna_tpe", SPACE, 0, Direction.MINIMIZE, {"n_startup_trials": -1})
