@@ -157,7 +157,7 @@ def plot_curves(comparison: Comparison, curves: Mapping[str, list[np.ndarray]]) 
     ax.set_xlabel("trainings")
     ax.set_ylabel("best objective so far")
     ax.set_xscale("log")
-    ax.set_title(f"{comparison.title or comparison.name}: median over seeds (thin: each seed)", fontsize=9)
+    ax.set_title(f"{comparison.name} ({comparison.scale}): median over seeds, thin lines: each seed", fontsize=9)
     ax.legend(fontsize=8)
     return png(fig, dpi=110)
 
