@@ -56,9 +56,10 @@ def compare(overrides: Sequence[str], report_only: bool = False) -> Path:
                 extra = [*base.comparison.variants[variant], f"seed={seed}", f"study={comparison.study(variant, seed)}"]
                 run(compose_config([*overrides, *extra]))
     out = Path(base.comparison.get("out") or Path("reports") / comparison.name)
-    summary = write(Tracker(base.tracking.uri), comparison, out)
-    print(summary.to_string(index=False))
-    print(f"report: {out / (comparison.name + '.md')}")
+    write(Tracker(base.tracking.uri), comparison, out)
+    report = out / f"{comparison.name}.md"
+    print(report.read_text().split("## Every study")[0].rstrip())
+    print(f"\nreport: {report}")
     return out
 
 

@@ -14,6 +14,7 @@ own artifacts (its strategy's tables and plots, the best confusion matrix) under
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +98,11 @@ def collect(tracker: Tracker, comparison: Comparison) -> tuple[pd.DataFrame, dic
             curves.setdefault(variant, []).append(best_so_far(trials, direction) if len(trials) else np.array([]))
     table = pd.DataFrame(rows)
     best_known = table["best_objective"].min() if direction is Direction.MINIMIZE else table["best_objective"].max()
-    table["trainings_to_1pct"] = [_reach(curve, best_known) for variant in comparison.variants
-                                  for curve in curves[variant]]
+    ordered = [curve for variant in comparison.variants for curve in curves[variant]]
+    table["trainings_to_1pct"] = [_reach(curve, best_known) for curve in ordered]
+    budget = min((len(curve) for curve in ordered), default=0)
+    table["best_at_budget"] = [curve[budget - 1] if budget else np.nan for curve in ordered]
+    table.attrs["budget"] = budget
     return table, curves, direction
 
 
@@ -110,7 +114,8 @@ def _reach(curve: np.ndarray, target: float) -> float:
 
 def aggregate(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Mean and standard deviation over seeds, per variant."""
-    measures = ["best_objective", *[c for c in columns if c in table], "trainings", "train_time_s", "trainings_to_1pct"]
+    measures = ["best_objective", "best_at_budget", *[c for c in columns if c in table], "trainings", "train_time_s",
+                "trainings_to_1pct"]
     grouped = table.groupby("variant", sort=False)[measures]
     summary = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_sd"))
     summary.insert(0, "studies", grouped.size())
@@ -122,38 +127,48 @@ def markdown(comparison: Comparison, summary: pd.DataFrame, table: pd.DataFrame)
     def cell(mean: float, sd: float) -> str:
         return "-" if pd.isna(mean) else (f"{mean:.4g}" if pd.isna(sd) else f"{mean:.4g} ± {sd:.2g}")
 
-    measures = ["best_objective", *[c for c in comparison.columns if f"{c}_mean" in summary], "trainings",
-                "train_time_s", "trainings_to_1pct"]
+    measures = ["best_objective", "best_at_budget", *[c for c in comparison.columns if f"{c}_mean" in summary],
+                "trainings", "train_time_s", "trainings_to_1pct"]
     shown = pd.DataFrame({"variant": summary["variant"], "studies": summary["studies"],
                           **{m: [cell(a, b) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_sd"])]
                              for m in measures}})
-    keep = ["variant", "seed", "best_objective", *[c for c in comparison.columns if c in table], "trainings",
+    keep = ["variant", "seed", "best_objective", "best_at_budget", *[c for c in comparison.columns if c in table],
+            "trainings",
             "failed", "train_time_s", "trainings_to_1pct", "best_params"]
     lines = [f"# {comparison.title or comparison.name} ({comparison.scale} scale)", ""]
     if comparison.caption:
         lines += [comparison.caption.strip(), ""]
-    lines += [f"Mean ± standard deviation over seeds {list(comparison.seeds)}; `trainings_to_1pct` counts the "
-              "trainings a study needed to come within 1% of the best value any study found.", "",
+    lines += [f"Mean ± standard deviation over seeds {list(comparison.seeds)}. `best_at_budget` is the best value "
+              f"after {table.attrs.get('budget', 0)} trainings, the smallest budget any study used, so every variant "
+              "is compared on equal terms there; `trainings_to_1pct` counts the trainings a study needed to come "
+              "within 1% of the best value any study found.", "",
               shown.to_markdown(index=False), "", f"![best so far]({comparison.name}_best_so_far.png)", "",
               "## Every study", "", table[[c for c in keep if c in table]].to_markdown(index=False, floatfmt=".6g"),
               ""]
     return "\n".join(lines)
 
 
+def median_curves(curves: Mapping[str, list[np.ndarray]]) -> pd.DataFrame:
+    """Best so far against trainings, the median over seeds per variant (a column each), for DVC plots."""
+    longest = max((len(c) for runs in curves.values() for c in runs), default=0)
+    columns = {}
+    for variant, runs in curves.items():
+        padded = np.array([np.pad(c.astype(float), (0, longest - len(c)), constant_values=np.nan) for c in runs])
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN tails past a variant's budget
+            columns[variant] = np.nanmedian(padded, axis=0) if len(padded) else np.full(longest, np.nan)
+    return pd.DataFrame({"trainings": np.arange(1, longest + 1), **columns})
+
+
 def plot_curves(comparison: Comparison, curves: Mapping[str, list[np.ndarray]]) -> bytes:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    medians = median_curves(curves)
     for index, (variant, runs) in enumerate(curves.items()):
         colour = f"C{index}"
-        longest = max((len(c) for c in runs), default=0)
-        if not longest:
-            continue
-        padded = np.array([np.pad(c, (0, longest - len(c)), constant_values=np.nan) if len(c) else
-                           np.full(longest, np.nan) for c in runs])
-        for curve in padded:
-            ax.plot(np.arange(1, longest + 1), curve, color=colour, alpha=0.2, linewidth=0.8)
-        with np.errstate(all="ignore"):
-            ax.plot(np.arange(1, longest + 1), np.nanmedian(padded, axis=0), color=colour, linewidth=2, label=variant)
+        for curve in runs:
+            ax.plot(np.arange(1, len(curve) + 1), curve, color=colour, alpha=0.2, linewidth=0.8)
+        ax.plot(medians["trainings"], medians[variant], color=colour, linewidth=2, label=variant)
     ax.set_xlabel("trainings")
     ax.set_ylabel("best objective so far")
     ax.set_xscale("log")
@@ -174,6 +189,7 @@ def write(tracker: Tracker, comparison: Comparison, out: Path) -> pd.DataFrame:
         f"{name}_summary.csv": summary.to_csv(index=False),
         f"{name}_studies.csv": table.to_csv(index=False),
         f"{name}_best_so_far.png": plot_curves(comparison, curves),
+        f"{name}_curves.csv": median_curves(curves).to_csv(index=False),
         f"{name}_metrics.json": json.dumps(metrics, indent=2, default=float) + "\n",
     }
     out.mkdir(parents=True, exist_ok=True)

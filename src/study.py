@@ -56,6 +56,7 @@ def optimize(
     tags: Mapping[str, str] | None = None,
     progress: bool = True,
     poll_interval_s: float = 2.0,
+    fresh: bool = False,
 ) -> StudyResult:
     """Tune ``objective`` over ``space`` and track every trial in MLflow.
 
@@ -65,6 +66,7 @@ def optimize(
     resumes the study of that name: finished trials are kept, interrupted ones run again, and a
     larger ``n_trials`` adds only the missing trials. ``config`` is whatever else defines the study
     (dataset, model, ...): it is recorded, and a resume with a different one is refused.
+    ``fresh=True`` deletes an existing study of that name first (a pipeline re-running a stage).
     """
     space = space if isinstance(space, SearchSpace) else SearchSpace.from_config(space)
     try:
@@ -80,7 +82,7 @@ def optimize(
     spec = StudySpec(name, experiment, goal, metric or "objective", flatten(identity),
                      {"strategy": strategy, **(tags or {})}, config_text)
 
-    record = Tracker(tracking_uri).open_study(spec, space)
+    record = Tracker(tracking_uri).open_study(spec, space, fresh=fresh)
     record.reap_dead_trials()
     status = "FAILED"
     try:

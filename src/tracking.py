@@ -115,10 +115,18 @@ class Tracker:
         )
         return runs[0].info.run_id if runs else None
 
-    def open_study(self, spec: StudySpec, space: SearchSpace) -> StudyRecord:
-        """Create the study's parent run, or reopen it after checking the config is the same."""
+    def open_study(self, spec: StudySpec, space: SearchSpace, fresh: bool = False) -> StudyRecord:
+        """Create the study's parent run, or reopen it after checking the config is the same.
+
+        ``fresh`` deletes an existing study of that name (parent and trials) and starts anew.
+        """
         experiment_id = self.experiment_id(spec.experiment)
         run_id = self.find_study(experiment_id, spec.name)
+        if run_id is not None and fresh:
+            for child in _pages(self.client, experiment_id, f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'"):
+                self.client.delete_run(child.info.run_id)
+            self.client.delete_run(run_id)
+            run_id = None
         if run_id is None:
             run_id = self._create_parent(experiment_id, spec)
         else:

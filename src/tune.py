@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> StudyResult:
         experiment=cfg.tracking.experiment, strategy_options=options(cfg.strategy),
         executor=cfg.executor.name, device=cfg.device, config=study_config(cfg),
         config_text=OmegaConf.to_yaml(cfg, resolve=True),
-        tags={"dataset": cfg.dataset.name, "model": cfg.model.name}, progress=cfg.progress,
+        tags={"dataset": cfg.dataset.name, "model": cfg.model.name}, progress=cfg.progress, fresh=cfg.fresh,
     )
     if result.best is not None and cfg.dataset.task == "classification":
         attach_confusion_matrix(Tracker(cfg.tracking.uri), result)

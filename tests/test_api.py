@@ -187,3 +187,11 @@ def test_strategy_tables_and_plots_land_on_the_parent(store, study_name, monkeyp
     table = client.download_artifacts(result.parent_run_id, "table.csv", str(tmp_path))
     assert open(table).read() == "finished\n3\n"
     assert [a.path for a in client.list_artifacts(result.parent_run_id, "plots")] == ["plots/curve.png"]
+
+
+def test_fresh_starts_the_study_anew(store, study_name):
+    first = optimize(quadratic, SPACE, n_trials=2, study=study_name, tracking_uri=store, progress=False)
+    again = optimize(quadratic, SPACE, n_trials=3, study=study_name, tracking_uri=store, progress=False, fresh=True)
+    assert again.parent_run_id != first.parent_run_id and len(again.trials) == 3
+    assert MlflowClient(store).get_run(first.parent_run_id).info.lifecycle_stage == "deleted"
+    assert len(children(store, again.parent_run_id)) == 3
