@@ -25,7 +25,7 @@ import logging
 import socket
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ _STATES = {"RUNNING": TrialState.RUNNING, "FINISHED": TrialState.COMPLETE, "FAIL
            "KILLED": TrialState.PRUNED}
 _PAGE = 1000
 _BATCH = 100  # MLflow's limit on params per log_batch call
+_METRICS_BATCH = 1000  # and on metrics
 
 
 @dataclass(frozen=True)
@@ -323,10 +324,18 @@ class StudyRecord:
 
 
 class TrialRecorder:
-    """Writes one trial's child run; created inside whichever worker runs the trial."""
+    """Writes one trial's child run; created inside whichever worker runs the trial.
 
-    def __init__(self, sink: TrialSink, number: int, proposal: Proposal, device: str):
+    Per-epoch metrics are buffered and written at most every ``flush_s`` seconds (and when the
+    trial ends), so a trial of many short epochs costs one call rather than one per epoch, while a
+    long trial's learning curve still shows up as it trains.
+    """
+
+    def __init__(self, sink: TrialSink, number: int, proposal: Proposal, device: str, flush_s: float = 1.0):
         self.client = MlflowClient(tracking_uri=sink.uri)
+        self.flush_s = flush_s
+        self._pending: list[Metric] = []
+        self._flushed = time.monotonic()
         me = psutil.Process()
         tags = {
             MLFLOW_PARENT_RUN_ID: sink.parent_run_id,
@@ -345,22 +354,31 @@ class TrialRecorder:
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
         now = _now_ms()
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+        self._pending += [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+        if time.monotonic() - self._flushed >= self.flush_s:
+            self._write(metrics=[])
+
+    def _write(self, metrics: list[Metric], tags: Sequence[RunTag] = ()) -> None:
+        """One call for the buffered metrics, ``metrics`` and ``tags`` (chunked at MLflow's limit)."""
+        batch, self._pending = [*self._pending, *metrics], []
+        for start in range(0, max(len(batch), 1), _METRICS_BATCH):
+            self.client.log_batch(self.run_id, metrics=batch[start : start + _METRICS_BATCH],
+                                  tags=list(tags) if start == 0 else [])
+        self._flushed = time.monotonic()
 
     def log_artifacts(self, files: Mapping[str, str | bytes]) -> None:
         _upload(self.client, self.run_id, files)
 
     def complete(self, value: float, duration_s: float) -> None:
         now = _now_ms()
-        self.client.log_batch(self.run_id, metrics=[Metric("objective", value, now, 0),
-                                                    Metric("duration_s", duration_s, now, 0)])
+        self._write([Metric("objective", value, now, 0), Metric("duration_s", duration_s, now, 0)])
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def fail(self, error: BaseException, duration_s: float, interrupted: bool = False) -> None:
         tags = [RunTag("error", f"{type(error).__name__}: {error}"[:5000])]
         if interrupted:
             tags.append(RunTag("interrupted", "true"))
-        self.client.log_batch(self.run_id, metrics=[Metric("duration_s", duration_s, _now_ms(), 0)], tags=tags)
+        self._write([Metric("duration_s", duration_s, _now_ms(), 0)], tags)
         self.client.set_terminated(self.run_id, "FAILED")
 
 

@@ -90,3 +90,18 @@ def test_a_study_tracks_to_an_http_tracking_server(tmp_path, study_name):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_epoch_metrics_are_buffered_then_written_on_time_and_at_the_end(store, study_name):
+    optimize(square, SPACE, n_trials=1, study=study_name, tracking_uri=store, progress=False)
+    record = Tracker(store).load_study("hpo", study_name, SearchSpace.from_config(SPACE), Direction.MINIMIZE)
+    client = MlflowClient(store)
+    patient = TrialRecorder(record.sink, 1, Proposal({"x": 0.5}), "cpu", flush_s=3600)
+    for epoch in (1, 2, 3):
+        patient.report(epoch, {"val_loss": 1.0 / epoch})
+    assert client.get_metric_history(patient.run_id, "val_loss") == []
+    patient.complete(0.25, 0.1)
+    assert [m.step for m in client.get_metric_history(patient.run_id, "val_loss")] == [1, 2, 3]
+    eager = TrialRecorder(record.sink, 2, Proposal({"x": 0.25}), "cpu", flush_s=0)
+    eager.report(1, {"val_loss": 0.5})
+    assert [m.value for m in client.get_metric_history(eager.run_id, "val_loss")] == [0.5]
