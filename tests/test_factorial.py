@@ -10,6 +10,7 @@ from src.errors import ConfigError
 from src.space import SearchSpace
 from src.strategies.factorial import DesignError, FactorialGrid, lenth_pse
 from src.trial import Direction, Trial, TrialState
+from tests.in_memory import drive
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -57,26 +58,6 @@ PAPER_TABLE2 = {"(intercept)": (0.7063, 0.012), "conv": (0.0333, 0.246), "dense"
                 "dense:lr": (-0.0314, 0.259)}
 
 
-def drive(strategy, objective=synthetic, fail=(), interrupt_at=None):
-    """The driver's contract in memory: numbers filled lowest first, until the strategy is finished."""
-    history: list[Trial] = []
-    while True:
-        taken = {t.number for t in history}
-        number = next(k for k in range(10**6) if k not in taken)
-        decision = strategy.propose(history, [number])
-        if decision.finished:
-            return history
-        (proposal,) = decision.proposals
-        if number == interrupt_at:
-            interrupt_at = None  # the trial dies: it never reaches the history, and is proposed again
-            continue
-        if number in fail:
-            history.append(Trial(number, proposal.params, TrialState.FAILED, None, f"r{number}", proposal.tags))
-        else:
-            value = objective(proposal.params, number)
-            history.append(Trial(number, proposal.params, TrialState.COMPLETE, value, f"r{number}", proposal.tags))
-
-
 def factorial(space=SPACE, direction=Direction.MINIMIZE, **options):
     return FactorialGrid(space, 0, direction, **options)
 
@@ -94,7 +75,7 @@ def narrowed(strategy, history):
 
 def test_estimated_coefficients_match_the_truth_and_the_narrowing_picks_the_better_levels():
     strategy = factorial(replicates=2)
-    history = drive(strategy)
+    history = drive(strategy, synthetic)
     effects = strategy.analysis(history).effects.set_index("term")
     assert len(effects) == 1 + 4 + 6  # intercept, main effects, two-factor interactions
     for term, coefficient in TRUTH.items():
@@ -316,7 +297,7 @@ def test_artifacts_tables_and_plots():
 
 
 def test_same_history_same_decisions():
-    first, second = drive(factorial(replicates=2)), drive(factorial(replicates=2))
+    first, second = drive(factorial(replicates=2), synthetic), drive(factorial(replicates=2), synthetic)
     assert [(t.number, t.params, t.tags) for t in first] == [(t.number, t.params, t.tags) for t in second]
     strategy = factorial(replicates=2)
     shuffled = first[:]
@@ -324,7 +305,7 @@ def test_same_history_same_decisions():
     numbers = list(range(len(first) - 3, len(first) + 2))
     assert strategy.propose(first, numbers) == strategy.propose(shuffled, numbers)
     for number in (5, 33):  # a factorial trial, a grid trial: it dies and is proposed again identically
-        interrupted = drive(factorial(replicates=2), interrupt_at=number)
+        interrupted = drive(factorial(replicates=2), synthetic, interrupt_at=number)
         assert [(t.number, t.params, t.tags) for t in interrupted] == [(t.number, t.params, t.tags) for t in first]
 
 

@@ -11,7 +11,8 @@ from src.errors import ConfigError
 from src.space import SearchSpace
 from src.strategies import make_strategy
 from src.strategies.t_sampling import Combination
-from src.trial import Direction, Trial, TrialState
+from src.trial import Direction
+from tests.in_memory import drive
 
 CONDITIONS = {"nodes": [2, 4, 6], "layers": [1, 2, 3], "steps": [5, 10, 15]}
 SPACE = SearchSpace.from_config({k: {"type": "choice", "values": v} for k, v in CONDITIONS.items()})
@@ -23,30 +24,13 @@ def loss(params, number, noise=0.02):
     return sum(EFFECT[k][v] for k, v in params.items()) + np.random.default_rng(number).normal(0, noise)
 
 
-def drive(strategy, objective=loss, interrupt_at=None):
-    """An in-memory driver: the same contract as the MLflow one, numbers filled lowest first."""
-    history: list[Trial] = []
-    while True:
-        taken = {t.number for t in history}
-        number = next(k for k in range(10**6) if k not in taken)
-        decision = strategy.propose(history, [number])
-        if decision.finished:
-            return history
-        (proposal,) = decision.proposals
-        if number == interrupt_at:
-            interrupt_at = None  # the trial dies: it never reaches the history, and is proposed again
-            continue
-        value = objective(proposal.params, number)
-        history.append(Trial(number, proposal.params, TrialState.COMPLETE, value, f"r{number}", proposal.tags))
-
-
 def t_sampling(**options):
     return make_strategy("t_sampling", SPACE, 0, Direction.MINIMIZE, {"n_samples": 6, **options})
 
 
 def test_keeps_the_best_combination_and_drops_clearly_worse_ones():
     strategy = t_sampling()
-    history = drive(strategy)
+    history = drive(strategy, loss)
     assert strategy.winner(history).fixed == {"nodes": 6, "layers": 2, "steps": 10}
     first = strategy.stages(history)[0][0]
     kept = {tuple(c.fixed.values()) for c in strategy.survivors(first)}
@@ -56,7 +40,7 @@ def test_keeps_the_best_combination_and_drops_clearly_worse_ones():
 
 def test_combination_counts_per_stage():
     strategy = t_sampling()
-    history = drive(strategy)
+    history = drive(strategy, loss)
     stages, order = strategy.stages(history)
     assert order == ("nodes", "layers", "steps") and len(stages) == 2
     assert len(stages[0].combinations) == 9
@@ -69,7 +53,7 @@ def test_combination_counts_per_stage():
 
 def test_unfixed_hyperparameters_are_drawn_at_random_and_fixed_ones_held():
     strategy = t_sampling()
-    history = drive(strategy)
+    history = drive(strategy, loss)
     stage1 = [t for t in history if t.tags["stage"] == "1"]
     for trial in stage1:
         assert trial.tags["combination"] == f"nodes={trial.params['nodes']}|layers={trial.params['layers']}"
@@ -88,14 +72,14 @@ def test_probability_matches_scipy_on_hand_made_samples(scale):
 
 
 def test_an_interrupted_trial_is_proposed_again_and_nothing_repeats():
-    plain = drive(t_sampling())
-    interrupted = drive(t_sampling(), interrupt_at=17)
+    plain = drive(t_sampling(), loss)
+    interrupted = drive(t_sampling(), loss, interrupt_at=17)
     assert [(t.number, t.params, t.tags) for t in interrupted] == [(t.number, t.params, t.tags) for t in plain]
 
 
 def test_sequential_sampling_needs_fewer_trainings_for_the_same_winner():
     plain, early = t_sampling(), t_sampling(sequential=True, min_samples=3)
-    plain_history, early_history = drive(plain), drive(early)
+    plain_history, early_history = drive(plain, loss), drive(early, loss)
     assert early.winner(early_history).fixed == plain.winner(plain_history).fixed
     assert len(early_history) < len(plain_history)
 
@@ -105,7 +89,7 @@ def test_ordering_by_sensitivity_puts_the_strongest_factor_first():
     strategy = make_strategy("t_sampling", space, 0, Direction.MINIMIZE,
                              {"n_samples": 4, "order": ["steps", "layers", "nodes"], "order_by": "sensitivity",
                               "pilot_trials": 27})
-    history = drive(strategy)
+    history = drive(strategy, loss)
     _, order = strategy.stages(history)
     assert order[0] == "nodes"  # the largest spread of conditional means (0.6)
     assert sum(t.tags["stage"] == "0" for t in history) == 27
@@ -114,7 +98,7 @@ def test_ordering_by_sensitivity_puts_the_strongest_factor_first():
 
 def test_stage_tables_and_heatmaps():
     strategy = t_sampling()
-    history = drive(strategy)
+    history = drive(strategy, loss)
     files = strategy.artifacts(history)
     assert set(files) == {"t_sampling/stage1.csv", "t_sampling/stage1.png", "t_sampling/stage2.csv",
                           "t_sampling/stage2.png", "t_sampling/summary.md"}

@@ -7,6 +7,7 @@ from src.space import SearchSpace
 from src.strategies import make_strategy
 from src.strategies.tpe import distribution
 from src.trial import Direction, Trial, TrialState
+from tests.in_memory import drive
 
 SPACE = SearchSpace.from_config({
     "x": {"type": "float", "low": -4.0, "high": 4.0}, "lr": {"type": "log_float", "low": 1e-4, "high": 1.0},
@@ -18,18 +19,10 @@ def loss(params):
     return (params["x"] - 1) ** 2 + params["k"] + math.log10(params["lr"] / 1e-2) ** 2 + abs(params["n"] - 5) / 4
 
 
-def drive(strategy, budget):
-    history = []
-    for number in range(budget):
-        (proposal,) = strategy.propose(history, [number]).proposals
-        history.append(Trial(number, proposal.params, TrialState.COMPLETE, loss(proposal.params)))
-    return history
-
-
 def test_tpe_beats_its_random_start_and_is_deterministic():
     tpe = make_strategy("optuna_tpe", SPACE, 0, Direction.MINIMIZE, {"n_startup_trials": 10})
-    history = drive(tpe, 60)
-    assert [t.params for t in history] == [t.params for t in drive(tpe, 60)]
+    history = drive(tpe, lambda p, _: loss(p), budget=60)
+    assert [t.params for t in history] == [t.params for t in drive(tpe, lambda p, _: loss(p), budget=60)]
     best_random = min(t.value for t in history[:10])
     assert min(t.value for t in history[10:]) < best_random - 1.0
     assert min(t.value for t in history) < 1.6  # the optimum is 1.0 (x=1, k=1, lr=1e-2, n=5)
@@ -37,7 +30,7 @@ def test_tpe_beats_its_random_start_and_is_deterministic():
 
 def test_running_trials_push_proposals_apart():
     tpe = make_strategy("optuna_tpe", SPACE, 0, Direction.MINIMIZE, {"n_startup_trials": 2})
-    history = drive(tpe, 12)
+    history = drive(tpe, lambda p, _: loss(p), budget=12)
     (alone,) = tpe.propose(history, [13]).proposals
     running = [*history, Trial(12, alone.params, TrialState.RUNNING)]  # that very point is being trained
     assert tpe.propose(running, [13]).proposals[0].params != alone.params
