@@ -7,6 +7,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+import src.training.objective as objective_module
 from src.compare import compare
 from src.training.objective import TrainingObjective
 from src.trial import TrialContext
@@ -80,11 +81,11 @@ def test_a_lineage_resumes_from_the_same_weights_in_a_fresh_process(make_config)
     lineage = json.dumps([[{"trainer.lr": 0.05}, 11]])
     second = objective({"trainer.lr": 0.02}, context(3, 12, {"epoch": "2", "lineage": lineage}, reports))
     assert [epoch for epoch, _ in reports] == [1, 2]
-    fresh = TrainingObjective(cfg)  # a resumed study: nothing in memory, the lineage is re-trained
-    again = fresh({"trainer.lr": 0.02}, context(3, 12, {"epoch": "2", "lineage": lineage}, []))
+    kept = objective_module._WEIGHTS[lineage]
+    objective_module._WEIGHTS.clear()  # a resumed study, or another worker: nothing in memory
+    again = TrainingObjective(cfg)({"trainer.lr": 0.02}, context(3, 12, {"epoch": "2", "lineage": lineage}, []))
     assert again == second and first != second
-    kept = objective._weights[lineage]
-    replayed = fresh._weights[lineage]
+    replayed = objective_module._WEIGHTS[lineage]  # the lineage was re-trained to the same weights
     assert all(torch.equal(kept[k], replayed[k]) for k in kept)
 
 

@@ -23,6 +23,11 @@ from src.trial import TrialContext
 DATASET_META_KEYS = ("name", "task", "metric", "direction", "n_features")  # not loader options
 KEPT_WEIGHTS = 32  # per-epoch mode: recent candidates' weights kept in memory
 
+# Per process, not per objective: a worker process receives a fresh copy of the objective with
+# every trial, and should load each dataset once, not once per trial.
+_DATASETS: dict[str, Splits] = {}
+_WEIGHTS: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+
 
 def apply_params(cfg: DictConfig, params: Mapping[str, Any]) -> DictConfig:
     """A copy of ``cfg`` with each dotted parameter name set to its value."""
@@ -53,22 +58,20 @@ class TrainingObjective:
         if not 0 < cfg.objective.kappa.lam <= 1:
             raise ConfigError("objective.kappa.lam", f"must be in (0, 1], got {cfg.objective.kappa.lam}")
         self.cfg = cfg
-        if cfg.threads is not None:  # tiny models train faster on one thread than on contended cores
-            torch.set_num_threads(cfg.threads)
-        self._data: dict[str, Splits] = {}
-        self._weights: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
         self.data(cfg)
 
     def data(self, cfg: DictConfig) -> Splits:
         dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
-        key = repr(sorted(dataset.items()))
-        if key not in self._data:
+        key = repr((sorted(dataset.items()), cfg.seed, cfg.paths.data))
+        if key not in _DATASETS:
             options = {k: v for k, v in dataset.items() if k not in DATASET_META_KEYS}
-            self._data[key] = load_dataset(dataset["name"], root=Path(cfg.paths.data) / dataset["name"],
-                                           cache=Path(cfg.paths.cache) / dataset["name"], seed=cfg.seed, **options)
-        return self._data[key]
+            _DATASETS[key] = load_dataset(dataset["name"], root=Path(cfg.paths.data) / dataset["name"],
+                                          cache=Path(cfg.paths.cache) / dataset["name"], seed=cfg.seed, **options)
+        return _DATASETS[key]
 
     def __call__(self, params: Mapping[str, Any], trial: TrialContext) -> dict[str, float]:
+        if self.cfg.threads is not None:  # tiny models train faster on one thread than on contended cores
+            torch.set_num_threads(self.cfg.threads)
         cfg = apply_params(self.cfg, params)
         data = self.data(cfg)
 
@@ -107,7 +110,7 @@ class TrainingObjective:
     def _start(self, lineage: list, data: Splits, device: str) -> dict[str, torch.Tensor]:
         """The weights a lineage leads to: from memory, or re-trained from the initial weights."""
         key = json.dumps(lineage)
-        if key not in self._weights:
+        if key not in _WEIGHTS:
             if lineage:
                 *before, (params, seed) = lineage
                 cfg = apply_params(self.cfg, params)
@@ -117,12 +120,12 @@ class TrainingObjective:
                 torch.manual_seed(self.cfg.seed)  # every lineage starts from the same initial weights
                 model = self._model(self.cfg, data)
             self._keep(lineage, model)
-        return self._weights[key]
+        return _WEIGHTS[key]
 
     def _keep(self, lineage: list, model: nn.Module) -> None:
-        self._weights[json.dumps(lineage)] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        while len(self._weights) > KEPT_WEIGHTS:
-            self._weights.popitem(last=False)
+        _WEIGHTS[json.dumps(lineage)] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        while len(_WEIGHTS) > KEPT_WEIGHTS:
+            _WEIGHTS.popitem(last=False)
 
     def _one_epoch(self, model: nn.Module, cfg: DictConfig, data: Splits, seed: int, device: str, epoch: int,
                    report: Callable[[int, Mapping[str, float]], None] | None) -> dict[str, float]:
