@@ -43,6 +43,7 @@ def fit(model: nn.Module, data: Splits, *, epochs: int, batch_size: int, lr: flo
     place in the whole run). With ``epochs=0`` the untrained model is evaluated (reported as epoch 0).
     """
     model.to(device)
+    torch.manual_seed(seed)  # dropout draws from the global generator: seed it, so a replayed epoch repeats exactly
     opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
     shuffle = torch.Generator().manual_seed(seed)
     last = first_epoch + epochs - 1
