@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
 from src.execution import make_executor
+from src.pruning import Pruner
 from src.space import SearchSpace
 from src.strategies import make_strategy
 from src.trial import Direction
@@ -44,6 +45,11 @@ def validate(cfg: DictConfig) -> SearchSpace:
             raise ConfigError(f"space.{name}", f"there is no config key {name!r} for this parameter to set")
     make_strategy(cfg.strategy.name, space, cfg.seed, direction, options(cfg.strategy))
     make_executor(cfg.executor.name, options(cfg.executor))
+    try:
+        Pruner(**OmegaConf.to_container(cfg.pruner, resolve=True))
+    except TypeError as error:
+        raise ConfigError("pruner", str(error)) from None
+    _integer(cfg, "max_retries", minimum=0)
     return space
 
 

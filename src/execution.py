@@ -2,21 +2,44 @@
 
 A job is ``run_trial``: it opens the trial's child run under the study's parent, calls the
 objective, and records how it ended. Executors only decide where jobs run; the driver asks an
-executor how many slots are free and hands it that many proposals.
+executor how many slots are free, hands it that many proposals, and waits for an ``Outcome``:
+finished trials, trials whose worker was lost (retried up to a limit), and trials stopped for
+running past ``trial_timeout`` (failed for good).
+
+The time limit is enforced twice: inside the trial, by an alarm that raises ``TrialTimeout`` (the
+trial fails cleanly, with its error recorded), and, for trials stuck where Python cannot raise
+(native code holding the interpreter), by the process and Ray executors killing the worker
+``kill_grace_s`` later.
+
+- ``inline``: in the driver's process, one at a time.
+- ``process``: ``n_workers`` local worker processes (spawned, so CUDA and threads are safe); each
+  loads its data once and keeps it; a worker that dies is replaced.
+- ``ray``: tasks on a Ray cluster (``address``; none starts a local one) with per-trial
+  ``num_cpus`` and ``num_gpus`` (fractions allowed), so trials land on the cluster's GPUs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
+import multiprocessing
+import queue
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import cloudpickle
+
 from src.errors import ConfigError
+from src.pruning import Pruner
+from src.space import SearchSpace
 from src.tracking import TrialRecorder, TrialSink
-from src.trial import Proposal, Trial, TrialContext, TrialState, trial_seed
+from src.trial import Direction, Proposal, Trial, TrialContext, TrialPruned, TrialState, TrialTimeout, trial_seed
 
 Objective = Callable[..., float | Mapping[str, float]]
 
@@ -32,6 +55,19 @@ class TrialJob:
     seed: int
     device: str
     metric: str | None
+    space: SearchSpace
+    direction: Direction
+    pruner: Pruner = Pruner()
+    timeout: float | None = None  # seconds; set by the executor from its ``trial_timeout``
+
+
+@dataclass
+class Outcome:
+    """What ``Executor.wait`` saw: at least one finished, lost or timed-out trial."""
+
+    finished: list[Trial] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)  # numbers whose worker died: retried
+    timed_out: list[int] = field(default_factory=list)  # numbers stopped at the time limit: failed
 
 
 def resolve_device(device: str) -> str:
@@ -55,62 +91,277 @@ def objective_value(result: float | Mapping[str, float], metric: str | None) -> 
 def run_trial(job: TrialJob) -> Trial:
     """Run one trial and record it; an exception or a NaN makes it FAILED, never stops the study.
 
-    KeyboardInterrupt marks the trial interrupted (to be run again on resume) and propagates.
+    A pruner's verdict (raised from ``report``) makes it PRUNED; KeyboardInterrupt marks it
+    interrupted (to be run again on resume) and propagates.
     """
-    recorder = TrialRecorder(job.sink, job.number, job.proposal, job.device)
-    context = TrialContext(job.number, trial_seed(job.seed, job.number), job.device, recorder.report,
+    recorder = TrialRecorder(job.sink, job.number, job.proposal, job.device, curve_metric=job.metric)
+
+    def report(epoch: int, metrics: Mapping[str, float]) -> None:
+        recorder.report(epoch, metrics)
+        if job.pruner.active and job.metric in metrics:
+            reason = job.pruner.check(job.sink, job.space, job.direction, job.number, epoch, metrics[job.metric])
+            if reason is not None:
+                raise TrialPruned(f"epoch {epoch}: {reason}")
+
+    context = TrialContext(job.number, trial_seed(job.seed, job.number), job.device, report,
                            recorder.log_artifacts, dict(job.proposal.tags))
     start = time.perf_counter()
     try:
         takes_context = len(inspect.signature(job.objective).parameters) > 1
-        result = job.objective(job.proposal.params, context) if takes_context else job.objective(job.proposal.params)
+        with _time_limit(job.timeout):
+            result = (job.objective(job.proposal.params, context) if takes_context
+                      else job.objective(job.proposal.params))
         value = objective_value(result, job.metric)
         if not math.isfinite(value):
             raise FloatingPointError(f"the objective is {value}")
+    except TrialPruned as pruned:
+        recorder.prune(str(pruned), time.perf_counter() - start)
+        return _ended(job, TrialState.PRUNED, None, recorder)
     except KeyboardInterrupt as interrupt:
         recorder.fail(interrupt, time.perf_counter() - start, interrupted=True)
         raise
     except Exception as error:  # noqa: BLE001 - any failure of user code becomes a failed trial
         recorder.fail(error, time.perf_counter() - start)
-        return Trial(job.number, job.proposal.params, TrialState.FAILED, None, recorder.run_id, job.proposal.tags)
+        return _ended(job, TrialState.FAILED, None, recorder)
     recorder.complete(value, time.perf_counter() - start)
-    return Trial(job.number, job.proposal.params, TrialState.COMPLETE, value, recorder.run_id, job.proposal.tags)
+    return _ended(job, TrialState.COMPLETE, value, recorder)
+
+
+def _ended(job: TrialJob, state: TrialState, value: float | None, recorder: TrialRecorder) -> Trial:
+    return Trial(job.number, job.proposal.params, state, value, recorder.run_id, job.proposal.tags, recorder.curve)
 
 
 class Executor(Protocol):
-    """Where trials run. ``submit`` queues a job; ``wait`` returns at least one finished trial."""
+    """Where trials run. ``submit`` queues a job; ``wait`` blocks until something happened."""
 
     def free_slots(self) -> int: ...
 
     def submit(self, job: TrialJob) -> None: ...
 
-    def wait(self) -> list[Trial]: ...
+    def wait(self) -> Outcome: ...
 
     def busy(self) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class InlineExecutor:
     """Runs each trial in the driver's own process, one at a time: simplest, and easiest to debug."""
 
-    def __init__(self) -> None:
+    def __init__(self, trial_timeout: float | None = None):
+        self.trial_timeout = _timeout(trial_timeout)
         self._queued: list[TrialJob] = []
 
     def free_slots(self) -> int:
         return 0 if self._queued else 1
 
     def submit(self, job: TrialJob) -> None:
-        self._queued.append(job)
+        self._queued.append(dataclasses.replace(job, timeout=self.trial_timeout))
 
-    def wait(self) -> list[Trial]:
-        done = [run_trial(job) for job in self._queued]
-        self._queued.clear()
-        return done
+    def wait(self) -> Outcome:
+        jobs, self._queued = self._queued, []
+        return Outcome([run_trial(job) for job in jobs])
 
     def busy(self) -> bool:
         return bool(self._queued)
 
+    def close(self) -> None:
+        self._queued.clear()
 
-EXECUTORS: dict[str, Callable[..., Executor]] = {"inline": InlineExecutor}
+
+def _timeout(seconds: float | None, key: str = "executor.trial_timeout") -> float | None:
+    if seconds is not None and not seconds > 0:
+        raise ConfigError(key, f"must be a positive number of seconds or null, got {seconds!r}")
+    return seconds
+
+
+@contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise ``TrialTimeout`` inside the trial after ``seconds`` (main thread only: it uses SIGALRM)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TrialTimeout(f"the trial ran past its limit of {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _work(index: int, tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
+    """A worker process: run the jobs it is handed until it gets None.
+
+    It says when each job starts, so the time limit does not count the worker's start-up.
+    """
+    while (payload := tasks.get()) is not None:
+        job: TrialJob = cloudpickle.loads(payload)
+        results.put((index, None))
+        results.put((index, run_trial(dataclasses.replace(job, device=_worker_device(job.device, index)))))
+
+
+def _worker_device(device: str, index: int) -> str:
+    """Spread workers over the GPUs when there are several and the job asks for plain ``cuda``."""
+    if device != "cuda":
+        return device
+    import torch
+
+    count = torch.cuda.device_count()
+    return f"cuda:{index % count}" if count > 1 else device
+
+
+@dataclass
+class _Worker:
+    process: Any
+    tasks: Any
+    job: TrialJob | None = None
+    started: float | None = None  # when the job started running in the worker
+
+
+class ProcessExecutor:
+    """``n_workers`` local processes; a dead worker's trial is reported lost and the worker replaced."""
+
+    def __init__(self, n_workers: int = 2, trial_timeout: float | None = None, kill_grace_s: float = 30.0,
+                 poll_s: float = 0.2):
+        if n_workers < 1:
+            raise ConfigError("executor.n_workers", f"must be >= 1, got {n_workers}")
+        self.n_workers, self.poll_s = n_workers, poll_s
+        self.trial_timeout, self.kill_grace_s = _timeout(trial_timeout), _timeout(kill_grace_s, "executor.kill_grace_s")
+        self._context = multiprocessing.get_context("spawn")
+        self._results = self._context.Queue()
+        self._workers: list[_Worker] = []
+
+    def _start(self, index: int) -> _Worker:
+        tasks = self._context.Queue()
+        process = self._context.Process(target=_work, args=(index, tasks, self._results), daemon=True,
+                                        name=f"hpo-worker-{index}")
+        process.start()
+        return _Worker(process, tasks)
+
+    def free_slots(self) -> int:
+        return self.n_workers - sum(w.job is not None for w in self._workers)
+
+    def submit(self, job: TrialJob) -> None:
+        if len(self._workers) < self.n_workers:
+            self._workers.append(self._start(len(self._workers)))
+        worker = next(w for w in self._workers if w.job is None)
+        worker.job, worker.started = job, None
+        worker.tasks.put(cloudpickle.dumps(dataclasses.replace(job, timeout=self.trial_timeout)))
+
+    def busy(self) -> bool:
+        return any(w.job is not None for w in self._workers)
+
+    def wait(self) -> Outcome:
+        outcome = Outcome()
+        while not (outcome.finished or outcome.lost or outcome.timed_out):
+            try:
+                index, trial = self._results.get(timeout=self.poll_s)
+            except queue.Empty:
+                self._check(outcome)
+                continue
+            if trial is None:
+                self._workers[index].started = time.monotonic()
+                continue
+            self._workers[index].job = None
+            outcome.finished.append(trial)
+        return outcome
+
+    def _check(self, outcome: Outcome) -> None:
+        """Replace workers that died, or that overran the time limit without the trial stopping itself."""
+        for index, worker in enumerate(self._workers):
+            if worker.job is None:
+                continue
+            overran = (self.trial_timeout is not None and worker.started is not None
+                       and time.monotonic() - worker.started > self.trial_timeout + self.kill_grace_s)
+            if worker.process.is_alive() and not overran:
+                continue
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+                outcome.timed_out.append(worker.job.number)
+            else:
+                outcome.lost.append(worker.job.number)
+            self._workers[index] = self._start(index)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            if worker.job is None and worker.process.is_alive():
+                worker.tasks.put(None)
+        for worker in self._workers:
+            worker.process.join(timeout=5 if worker.job is None else 0)
+            if worker.process.is_alive():
+                worker.process.kill()
+        self._workers.clear()
+
+
+class RayExecutor:
+    """Trials as Ray tasks, each with ``num_cpus`` and ``num_gpus``; ``n_workers`` in flight at once."""
+
+    def __init__(self, address: str | None = None, n_workers: int = 2, num_cpus: float = 1, num_gpus: float = 0,
+                 trial_timeout: float | None = None, kill_grace_s: float = 30.0, poll_s: float = 0.5):
+        if n_workers < 1:
+            raise ConfigError("executor.n_workers", f"must be >= 1, got {n_workers}")
+        self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
+        self.n_workers, self.poll_s = n_workers, poll_s
+        self.trial_timeout, self.kill_grace_s = _timeout(trial_timeout), _timeout(kill_grace_s, "executor.kill_grace_s")
+        self._running: dict[Any, tuple[int, float]] = {}
+        self._task: Any = None
+
+    def _connect(self) -> Any:
+        """Join (or start) the cluster at the first trial, not when the config is checked."""
+        import ray
+
+        from src.resolvers import PROJECT_ROOT
+
+        if not ray.is_initialized():  # workers import this project from its folder
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}})
+        self._ray = ray
+        return ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(run_trial)
+
+    def free_slots(self) -> int:
+        return self.n_workers - len(self._running)
+
+    def submit(self, job: TrialJob) -> None:
+        self._task = self._task or self._connect()
+        ref = self._task.remote(dataclasses.replace(job, timeout=self.trial_timeout))
+        self._running[ref] = (job.number, time.monotonic())
+
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def wait(self) -> Outcome:
+        outcome = Outcome()
+        while not (outcome.finished or outcome.lost or outcome.timed_out):
+            ready, _ = self._ray.wait(list(self._running), num_returns=1, timeout=self.poll_s)
+            for ref in ready:
+                number, _ = self._running.pop(ref)
+                try:
+                    outcome.finished.append(self._ray.get(ref))
+                except (self._ray.exceptions.RayError, KeyboardInterrupt):  # the worker died or was killed
+                    outcome.lost.append(number)
+            for ref, (number, submitted) in list(self._running.items()):  # counted from submission: the backstop
+                if (self.trial_timeout is not None
+                        and time.monotonic() - submitted > self.trial_timeout + self.kill_grace_s):
+                    self._ray.cancel(ref, force=True)
+                    self._running.pop(ref)
+                    outcome.timed_out.append(number)
+        return outcome
+
+    def close(self) -> None:
+        for ref in self._running:
+            self._ray.cancel(ref, force=True)
+        self._running.clear()
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {
+    "inline": InlineExecutor, "process": ProcessExecutor, "ray": RayExecutor,
+}
 
 
 def make_executor(name: str, options: Mapping[str, Any] | None = None) -> Executor:

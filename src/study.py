@@ -17,10 +17,11 @@ from tqdm.auto import tqdm
 
 from src.errors import ConfigError
 from src.execution import Executor, Objective, TrialJob, make_executor, resolve_device
+from src.pruning import Pruner
 from src.space import SearchSpace
 from src.strategies import Strategy, make_strategy
 from src.tracking import StudyRecord, StudySpec, Tracker, flatten
-from src.trial import Direction, Trial, TrialState, best_trial
+from src.trial import Direction, Proposal, Trial, TrialState, best_trial
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
@@ -57,6 +58,8 @@ def optimize(
     progress: bool = True,
     poll_interval_s: float = 2.0,
     fresh: bool = False,
+    pruner: Pruner | Mapping[str, Any] | None = None,
+    max_retries: int = 2,
 ) -> StudyResult:
     """Tune ``objective`` over ``space`` and track every trial in MLflow.
 
@@ -67,6 +70,9 @@ def optimize(
     larger ``n_trials`` adds only the missing trials. ``config`` is whatever else defines the study
     (dataset, model, ...): it is recorded, and a resume with a different one is refused.
     ``fresh=True`` deletes an existing study of that name first (a pipeline re-running a stage).
+    ``executor`` runs trials inline or in parallel (``src.execution``); a trial whose worker is lost
+    runs again at most ``max_retries`` times. ``pruner`` (``src.pruning``) stops running trials whose
+    ``metric`` curve is clearly worse than their finished siblings'.
     """
     space = space if isinstance(space, SearchSpace) else SearchSpace.from_config(space)
     try:
@@ -75,6 +81,9 @@ def optimize(
         raise ConfigError("direction", f"must be 'minimize' or 'maximize', got {direction!r}") from None
     chosen = make_strategy(strategy, space, seed, goal, strategy_options)
     budget = _budget(n_trials, chosen.max_trials(), strategy)
+    stopper = pruner if isinstance(pruner, Pruner) else Pruner(**(pruner or {}))
+    if stopper.active and metric is None:
+        raise ConfigError("metric", "a pruner watches the objective's metric: name it (metric=...)")
     runner = make_executor(executor) if isinstance(executor, str) else executor
     name = study or f"{strategy}-{getattr(objective, '__name__', type(objective).__name__)}"
     identity = {"seed": seed, "direction": goal.value, "metric": metric or "",
@@ -83,17 +92,18 @@ def optimize(
                      {"strategy": strategy, **(tags or {})}, config_text)
 
     record = Tracker(tracking_uri).open_study(spec, space, fresh=fresh)
-    record.reap_dead_trials()
+    record.reap_dead_trials(max_retries)
     status = "FAILED"
     try:
         make_job = partial(TrialJob, objective=objective, sink=record.sink, seed=seed, device=resolve_device(device),
-                           metric=metric)
-        trials = _drive(record, chosen, runner, budget, make_job, name, progress, poll_interval_s)
+                           metric=metric, space=space, direction=goal, pruner=stopper)
+        trials = _drive(record, chosen, runner, budget, make_job, name, progress, poll_interval_s, max_retries)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
+        runner.close()
         record.end(status)
     return StudyResult(best_trial(trials, goal), record.run_id, trials)
 
@@ -108,24 +118,37 @@ def _budget(n_trials: int | None, strategy_max: int | None, strategy: str) -> in
     return n_trials
 
 
-def _drive(record: StudyRecord, strategy: Strategy, runner: Executor, budget: int,
-           make_job: Callable[..., TrialJob], name: str, progress: bool, poll_interval_s: float) -> list[Trial]:
+def _drive(record: StudyRecord, strategy: Strategy, runner: Executor, budget: int, make_job: Callable[..., TrialJob],
+           name: str, progress: bool, poll_interval_s: float, max_retries: int) -> list[Trial]:
+    """The loop: propose for the free numbers, run, settle what the executor reports, re-read."""
     history = record.history()
+    inflight: dict[int, Proposal] = {}  # submitted, maybe not yet in MLflow: pending for the strategy
     bar = tqdm(total=budget, initial=_done(history, budget), desc=name, unit="trial", disable=not progress,
                dynamic_ncols=True)
     finished = False
     summarised = explained = time.monotonic()
     with bar:
         while True:
-            taken = {t.number for t in history}
+            recorded = {t.number for t in history}
+            view = history + [Trial(n, p.params, TrialState.RUNNING, tags=p.tags) for n, p in inflight.items()
+                              if n not in recorded]
+            taken = recorded | set(inflight)
             free = [k for k in range(budget) if k not in taken][: runner.free_slots()]
             if free and not finished:
-                decision = strategy.propose(history, free)
+                decision = strategy.propose(view, free)
                 finished = decision.finished
                 for number, proposal in zip(free, decision.proposals):
                     runner.submit(make_job(number=number, proposal=proposal))
+                    inflight[number] = proposal
             if runner.busy():
-                runner.wait()
+                outcome = runner.wait()
+                for trial in outcome.finished:
+                    inflight.pop(trial.number, None)
+                for number in outcome.lost:
+                    record.lost(number, inflight.pop(number), "its worker died", max_retries)
+                for number in outcome.timed_out:
+                    record.fail_running(number, inflight.pop(number),
+                                        "TrialTimeout: the trial ran past its time limit and was stopped")
             elif any(t.state is TrialState.RUNNING for t in history):
                 time.sleep(poll_interval_s)  # trials owned by another process of this study
             elif finished or not free:

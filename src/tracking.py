@@ -21,6 +21,7 @@ Layout of what is written:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import socket
 import tempfile
@@ -44,6 +45,8 @@ from src.trial import Direction, Proposal, Trial, TrialState, best_trial
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 STRATEGY_TAG_PREFIX = "strategy."
+CURVE_TAG = "curve"  # a trial's objective metric per epoch, JSON, so pruners read siblings in one query
+MAX_CURVE_CHARS = 5000
 _STATES = {"RUNNING": TrialState.RUNNING, "FINISHED": TrialState.COMPLETE, "FAILED": TrialState.FAILED,
            "KILLED": TrialState.PRUNED}
 _PAGE = 1000
@@ -240,6 +243,11 @@ class StudyRecord:
         self._read_at: int | None = None
         self._uploaded: dict[str, str] = {}
 
+    @classmethod
+    def of(cls, sink: TrialSink, space: SearchSpace, direction: Direction) -> StudyRecord:
+        """The study a worker writes to, for reading its siblings back (pruning)."""
+        return cls(Tracker(sink.uri), sink.experiment_id, sink.parent_run_id, space, direction)
+
     @property
     def run_id(self) -> str:
         return self.sink.parent_run_id
@@ -279,24 +287,51 @@ class StudyRecord:
             value=value,
             run_id=run.info.run_id,
             tags={k[len(STRATEGY_TAG_PREFIX):]: v for k, v in tags.items() if k.startswith(STRATEGY_TAG_PREFIX)},
+            curve={int(epoch): value for epoch, value in json.loads(tags.get(CURVE_TAG, "{}")).items()},
         )
 
-    def reap_dead_trials(self) -> int:
-        """Mark trials whose process on this host has died as failed-and-interrupted.
+    def reap_dead_trials(self, max_retries: int = 2) -> int:
+        """Settle trials whose process on this host has died (see ``lost``); returns how many.
 
-        Interrupted trials drop out of the history, so the strategy proposes them again. Trials
-        owned by other hosts are left alone: their owner cannot be checked from here.
+        Trials owned by other hosts are left alone: their owner cannot be checked from here.
         """
         host = socket.gethostname()
-        reaped = 0
-        for run in self._children("attributes.status = 'RUNNING'"):
-            tags = run.data.tags
-            if tags.get("host") == host and not _alive(int(tags.get("pid", -1)), tags.get("pid_start", "")):
-                self.client.log_batch(run.info.run_id, tags=[
-                    RunTag("interrupted", "true"), RunTag("error", "interrupted: the process running it died")])
-                self.client.set_terminated(run.info.run_id, "FAILED")
-                reaped += 1
-        return reaped
+        dead = [run for run in self._children("attributes.status = 'RUNNING'") if run.data.tags.get("host") == host
+                and not _alive(int(run.data.tags.get("pid", -1)), run.data.tags.get("pid_start", ""))]
+        for run in dead:
+            self._settle(run, "the process running it died", max_retries)
+        return len(dead)
+
+    def lost(self, number: int, proposal: Proposal, reason: str, max_retries: int = 2) -> None:
+        """A running trial's worker is gone: mark it interrupted, so the strategy proposes it again,
+        unless it was already lost ``max_retries`` times, in which case it simply fails."""
+        for run in self._attempt(number, proposal):
+            self._settle(run, reason, max_retries)
+
+    def _attempt(self, number: int, proposal: Proposal) -> list[Any]:
+        """The trial's running child runs; one is created when its worker was lost before writing any,
+        so that every attempt is on record and counts towards the retry limit."""
+        runs = list(self._children(f"tags.trial = '{number}' and attributes.status = 'RUNNING'"))
+        if not runs:
+            recorder = TrialRecorder(self.sink, number, proposal, device="unknown")
+            runs = [self.client.get_run(recorder.run_id)]
+        return runs
+
+    def _settle(self, run: Any, reason: str, max_retries: int) -> None:
+        number = run.data.tags["trial"]
+        tries = sum(1 for _ in self._children(f"tags.trial = '{number}' and tags.interrupted = 'true'"))
+        if tries < max_retries:
+            tags = [RunTag("interrupted", "true"), RunTag("error", f"interrupted: {reason}")]
+        else:
+            tags = [RunTag("error", f"gave up after {tries + 1} attempts: {reason}")]
+        self.client.log_batch(run.info.run_id, tags=tags)
+        self.client.set_terminated(run.info.run_id, "FAILED")
+
+    def fail_running(self, number: int, proposal: Proposal, error: str) -> None:
+        """Fail a running trial for good (e.g. it ran past its time limit): it is not retried."""
+        for run in self._attempt(number, proposal):
+            self.client.log_batch(run.info.run_id, tags=[RunTag("error", error)])
+            self.client.set_terminated(run.info.run_id, "FAILED")
 
     def write_summary(self, trials: list[Trial]) -> None:
         """Put the best trial and the counts on the parent run, so the UI shows them at a glance."""
@@ -331,9 +366,12 @@ class TrialRecorder:
     long trial's learning curve still shows up as it trains.
     """
 
-    def __init__(self, sink: TrialSink, number: int, proposal: Proposal, device: str, flush_s: float = 1.0):
+    def __init__(self, sink: TrialSink, number: int, proposal: Proposal, device: str, flush_s: float = 1.0,
+                 curve_metric: str | None = None):
         self.client = MlflowClient(tracking_uri=sink.uri)
         self.flush_s = flush_s
+        self.curve_metric = curve_metric  # its per-epoch values are kept on the run as one tag, for pruners
+        self.curve: dict[int, float] = {}
         self._pending: list[Metric] = []
         self._flushed = time.monotonic()
         me = psutil.Process()
@@ -355,6 +393,8 @@ class TrialRecorder:
     def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
         now = _now_ms()
         self._pending += [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+        if self.curve_metric in metrics:
+            self.curve[epoch] = float(metrics[self.curve_metric])
         if time.monotonic() - self._flushed >= self.flush_s:
             self._write(metrics=[])
 
@@ -369,13 +409,24 @@ class TrialRecorder:
     def log_artifacts(self, files: Mapping[str, str | bytes]) -> None:
         _upload(self.client, self.run_id, files)
 
+    def _curve_tag(self) -> list[RunTag]:
+        text = json.dumps(self.curve)
+        while len(text) > MAX_CURVE_CHARS:  # a very long training keeps its latest epochs
+            self.curve.pop(min(self.curve))
+            text = json.dumps(self.curve)
+        return [RunTag(CURVE_TAG, text)] if self.curve else []
+
     def complete(self, value: float, duration_s: float) -> None:
         now = _now_ms()
-        self._write([Metric("objective", value, now, 0), Metric("duration_s", duration_s, now, 0)])
+        self._write([Metric("objective", value, now, 0), Metric("duration_s", duration_s, now, 0)], self._curve_tag())
         self.client.set_terminated(self.run_id, "FINISHED")
 
+    def prune(self, reason: str, duration_s: float) -> None:
+        self._write([Metric("duration_s", duration_s, _now_ms(), 0)], [RunTag("pruned", reason), *self._curve_tag()])
+        self.client.set_terminated(self.run_id, "KILLED")
+
     def fail(self, error: BaseException, duration_s: float, interrupted: bool = False) -> None:
-        tags = [RunTag("error", f"{type(error).__name__}: {error}"[:5000])]
+        tags = [RunTag("error", f"{type(error).__name__}: {error}"[:5000]), *self._curve_tag()]
         if interrupted:
             tags.append(RunTag("interrupted", "true"))
         self._write([Metric("duration_s", duration_s, _now_ms(), 0)], tags)

@@ -21,7 +21,10 @@ class TrialState(enum.Enum):
 
 @dataclass(frozen=True)
 class Trial:
-    """One attempt at a parameter set. ``number`` orders trials in the study and seeds them."""
+    """One attempt at a parameter set. ``number`` orders trials in the study and seeds them.
+
+    ``curve`` holds the objective metric per epoch of a finished trial (for pruners).
+    """
 
     number: int
     params: Params
@@ -29,6 +32,7 @@ class Trial:
     value: float | None = None
     run_id: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    curve: Mapping[int, float] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -59,6 +63,14 @@ class Direction(enum.Enum):
 def trial_seed(study_seed: int, number: int) -> int:
     """A trial's training seed: fixed by the study seed and the trial number, distinct per trial."""
     return int(np.random.SeedSequence([study_seed, number]).generate_state(1)[0])
+
+
+class TrialPruned(Exception):
+    """Raised by a trial's report callback when its learning curve is not worth finishing."""
+
+
+class TrialTimeout(Exception):
+    """Raised in a trial that ran past its time limit (inline executor)."""
 
 
 def best_trial(trials: list[Trial], direction: Direction) -> Trial | None:

@@ -29,6 +29,7 @@ def run(cfg: DictConfig) -> StudyResult:
     # Imported here, not at the top, so that Hydra's own config errors come back without waiting for
     # MLflow and torch to load.
     from src.config import options, study_config, validate
+    from src.execution import make_executor
     from src.study import optimize
     from src.tracking import Tracker
     from src.training.objective import TrainingObjective
@@ -40,9 +41,10 @@ def run(cfg: DictConfig) -> StudyResult:
         objective, space, strategy=cfg.strategy.name, n_trials=cfg.n_trials, direction=cfg.objective.direction,
         metric=cfg.objective.metric, seed=cfg.seed, study=cfg.study, tracking_uri=cfg.tracking.uri,
         experiment=cfg.tracking.experiment, strategy_options=options(cfg.strategy),
-        executor=cfg.executor.name, device=cfg.device, config=study_config(cfg),
+        executor=make_executor(cfg.executor.name, options(cfg.executor)), device=cfg.device, config=study_config(cfg),
         config_text=OmegaConf.to_yaml(cfg, resolve=True),
         tags={"dataset": cfg.dataset.name, "model": cfg.model.name}, progress=cfg.progress, fresh=cfg.fresh,
+        pruner=OmegaConf.to_container(cfg.pruner, resolve=True), max_retries=cfg.max_retries,
     )
     if result.best is not None and cfg.dataset.task == "classification":
         attach_confusion_matrix(Tracker(cfg.tracking.uri), result)

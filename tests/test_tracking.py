@@ -1,12 +1,9 @@
 """Tracking details a user relies on: the server path, incremental reads, dead-process detection."""
 
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from src import optimize
@@ -59,37 +56,14 @@ def test_running_trials_of_dead_processes_are_marked_interrupted(store, study_na
     assert states == {0: TrialState.COMPLETE, 1: TrialState.RUNNING}  # the orphan is out of the history
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def test_a_study_tracks_to_an_http_tracking_server(tracking_server, study_name):
+    uri = tracking_server
+    result = optimize(square, SPACE, n_trials=3, study=study_name, tracking_uri=uri, progress=False,
+                      config_text="seed: 0\n")
+    assert len(children(uri, result.parent_run_id)) == 3
+    artifacts = [a.path for a in MlflowClient(uri).list_artifacts(result.parent_run_id)]
+    assert artifacts == ["config.yaml"]
 
-
-def test_a_study_tracks_to_an_http_tracking_server(tmp_path, study_name):
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail("mlflow server did not start")
-                time.sleep(0.5)
-        result = optimize(square, SPACE, n_trials=3, study=study_name, tracking_uri=uri, progress=False,
-                          config_text="seed: 0\n")
-        assert len(children(uri, result.parent_run_id)) == 3
-        artifacts = [a.path for a in MlflowClient(uri).list_artifacts(result.parent_run_id)]
-        assert artifacts == ["config.yaml"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_epoch_metrics_are_buffered_then_written_on_time_and_at_the_end(store, study_name):

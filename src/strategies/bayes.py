@@ -9,9 +9,9 @@ blog, whose scikit-learn GP code it follows).
 
 Both strategies: trial numbers below ``n_initial`` are random draws (the paper starts from two
 points); later ones maximise expected improvement (EI) over the space. Losses are
-``direction.loss(value)`` of the COMPLETE trials (always minimised). A FAILED trial counts as the
-worst loss seen so far (``failed: worst``, once two trials are complete) or is left out
-(``failed: ignore``); PRUNED trials give no observation. Either way their numbers stay taken.
+``direction.loss(value)`` of the COMPLETE trials (always minimised). A FAILED or PRUNED trial counts
+as the worst loss seen so far (``failed: worst``, once two trials are complete) or is left out
+(``failed: ignore``). Either way their numbers stay taken.
 
 **Surrogate (both).** Each dimension maps to u in [0, 1] (log dimensions in log space, ints
 relaxed and rounded back). Losses are standardised, y~ = (y - mean) / sd (what scikit-learn's
@@ -273,7 +273,7 @@ class _BayesianOptimisation(Strategy):
         inputs = [self._encode(t.params) for t in complete]
         losses = [self.direction.loss(t.value) for t in complete]
         if self.failed == "worst" and len(losses) >= MIN_OBSERVATIONS:  # a diverged training says "not here" too
-            failed = [t for t in history if t.state is TrialState.FAILED]
+            failed = [t for t in history if t.state in (TrialState.FAILED, TrialState.PRUNED)]
             inputs += [self._encode(t.params) for t in failed]
             losses += [max(losses)] * len(failed)
         return inputs, losses

@@ -1,0 +1,184 @@
+"""Parallel and distributed trials: process workers, Ray, lost workers, time limits, pruning."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from src import optimize
+from src.execution import InlineExecutor, ProcessExecutor
+from src.pruning import Pruner
+from src.trial import Direction, TrialState
+from tests.conftest import ROOT, children
+
+SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+
+
+def slow_square(params, trial):
+    time.sleep(0.3)
+    return params["x"] ** 2
+
+
+def dies_once(params, trial):
+    """Trial 2 kills its own worker the first time (SIGKILL: no cleanup, as an OOM kill would)."""
+    marker = Path(os.environ["HPO_TEST_MARKERS"]) / f"died-{trial.number}"
+    if trial.number == 2 and not marker.exists():
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return params["x"]
+
+
+def always_dies(params, trial):
+    if trial.number == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return params["x"]
+
+
+def sleeps_at_one(params, trial):
+    if trial.number == 1:
+        time.sleep(60)
+    return params["x"]
+
+
+def stuck_at_one(params, trial):
+    """Trial 1 blocks the alarm signal, as native code that never returns to Python would."""
+    if trial.number == 1:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(60)
+    return params["x"]
+
+
+def curve(params, trial):
+    """A learning curve per trial: x sets its level, so trials with a large x are clearly bad."""
+    for epoch in range(1, 6):
+        trial.report(epoch, {"val_loss": params["x"] + 1.0 / epoch})
+    return {"val_loss": params["x"] + 0.2}
+
+
+
+def finished_numbers(store, parent):
+    return sorted(int(r.data.tags["trial"]) for r in children(store, parent) if r.info.status == "FINISHED")
+
+
+def test_two_process_workers_run_every_trial_exactly_once_and_in_parallel(store, study_name):
+    result = optimize(slow_square, SPACE, n_trials=6, study=study_name, tracking_uri=store, progress=False,
+                      executor=ProcessExecutor(n_workers=2))
+    kids = children(store, result.parent_run_id)
+    assert finished_numbers(store, result.parent_run_id) == [0, 1, 2, 3, 4, 5] and len(kids) == 6
+    assert len({r.data.tags["pid"] for r in kids}) == 2
+    spans = sorted((r.info.start_time, r.info.end_time) for r in kids)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))  # two trials at once
+    reference = optimize(slow_square, SPACE, n_trials=6, study=f"{study_name}-inline", tracking_uri=store,
+                         progress=False)
+    assert [t.params for t in result.trials] == [t.params for t in reference.trials]
+
+
+def test_a_worker_killed_mid_trial_is_retried(store, study_name, tmp_path, monkeypatch):
+    monkeypatch.setenv("HPO_TEST_MARKERS", str(tmp_path))  # the workers, spawned later, inherit it
+    result = optimize(dies_once, SPACE, n_trials=5, study=study_name, tracking_uri=store, progress=False,
+                      executor=ProcessExecutor(n_workers=2))
+    assert finished_numbers(store, result.parent_run_id) == [0, 1, 2, 3, 4]
+    lost = [r for r in children(store, result.parent_run_id) if r.data.tags.get("interrupted") == "true"]
+    assert [r.data.tags["trial"] for r in lost] == ["2"] and "worker died" in lost[0].data.tags["error"]
+    assert lost[0].data.params == next(r for r in children(store, result.parent_run_id)
+                                       if r.info.status == "FINISHED" and r.data.tags["trial"] == "2").data.params
+
+
+def test_a_trial_that_keeps_killing_its_worker_fails_after_max_retries(store, study_name):
+    result = optimize(always_dies, SPACE, n_trials=3, study=study_name, tracking_uri=store, progress=False,
+                      executor=ProcessExecutor(n_workers=1), max_retries=1)
+    states = {t.number: t.state for t in result.trials}
+    assert states == {0: TrialState.COMPLETE, 1: TrialState.FAILED, 2: TrialState.COMPLETE}
+    attempts = [r for r in children(store, result.parent_run_id) if r.data.tags["trial"] == "1"]
+    assert len(attempts) == 2 and sum(r.data.tags.get("interrupted") == "true" for r in attempts) == 1
+    assert any(r.data.tags["error"].startswith("gave up after 2 attempts") for r in attempts)
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_the_time_limit_stops_a_trial_and_fails_it(store, study_name, executor):
+    runner = InlineExecutor(trial_timeout=1.0) if executor == "inline" else ProcessExecutor(1, trial_timeout=1.0)
+    started = time.monotonic()
+    result = optimize(sleeps_at_one, SPACE, n_trials=3, study=study_name, tracking_uri=store, progress=False,
+                      executor=runner)
+    assert time.monotonic() - started < 40
+    assert [t.state for t in result.trials] == [TrialState.COMPLETE, TrialState.FAILED, TrialState.COMPLETE]
+    error = next(r for r in children(store, result.parent_run_id) if r.data.tags["trial"] == "1").data.tags["error"]
+    assert "TrialTimeout" in error
+
+
+def test_a_trial_stuck_past_its_time_limit_has_its_worker_killed(store, study_name):
+    result = optimize(stuck_at_one, SPACE, n_trials=3, study=study_name, tracking_uri=store, progress=False,
+                      executor=ProcessExecutor(1, trial_timeout=1.0, kill_grace_s=1.0))
+    assert [t.state for t in result.trials] == [TrialState.COMPLETE, TrialState.FAILED, TrialState.COMPLETE]
+    error = next(r for r in children(store, result.parent_run_id) if r.data.tags["trial"] == "1").data.tags["error"]
+    assert "TrialTimeout" in error and "stopped" in error
+
+
+@pytest.mark.parametrize("name", ["median", "t_test"])
+def test_pruners_stop_a_clearly_bad_curve_and_keep_a_good_one(name):
+    pruner = Pruner(name, warmup=1, min_trials=3)
+    siblings = [0.50, 0.52, 0.55, 0.58]
+    assert pruner.verdict(3.0, siblings, Direction.MINIMIZE) is not None
+    assert pruner.verdict(0.49, siblings, Direction.MINIMIZE) is None
+    assert pruner.verdict(0.45, [0.9, 0.8, 0.85], Direction.MAXIMIZE) is not None  # worse when maximising
+    assert pruner.verdict(3.0, siblings[:2], Direction.MINIMIZE) is None  # too few siblings yet
+
+
+def test_a_pruned_study_records_pruned_trials_with_their_curves(store, study_name):
+    space = {"x": {"type": "choice", "values": [0.0, 0.1, 0.2, 5.0, 6.0]}}
+    result = optimize(curve, space, "grid", study=study_name, tracking_uri=store, progress=False,
+                      metric="val_loss", pruner={"name": "median", "warmup": 2, "min_trials": 3})
+    states = {t.params["x"]: t.state for t in result.trials}
+    assert states == {0.0: TrialState.COMPLETE, 0.1: TrialState.COMPLETE, 0.2: TrialState.COMPLETE,
+                      5.0: TrialState.PRUNED, 6.0: TrialState.PRUNED}
+    pruned = [r for r in children(store, result.parent_run_id) if r.info.status == "KILLED"]
+    assert len(pruned) == 2 and all("median" in r.data.tags["pruned"] for r in pruned)
+    history = MlflowClient(store).get_metric_history(pruned[0].info.run_id, "val_loss")
+    assert [m.step for m in history] == [1, 2]  # stopped at the first epoch after the warm-up
+    assert MlflowClient(store).get_run(result.parent_run_id).data.metrics["n_pruned"] == 2
+
+
+def test_a_local_ray_cluster_runs_a_study(store, study_name):
+    ray = pytest.importorskip("ray")
+    sessions = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
+    path = os.pathsep.join(map(str, [ROOT, Path(__file__).parent]))  # pytest imports this file as a top-level module
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=sessions, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    try:
+        result = optimize(slow_square, SPACE, n_trials=4, study=study_name, tracking_uri=store, progress=False,
+                          executor="ray")
+    finally:
+        ray.shutdown()
+        shutil.rmtree(sessions, ignore_errors=True)
+    assert finished_numbers(store, result.parent_run_id) == [0, 1, 2, 3]
+
+
+DRIVER = textwrap.dedent("""
+    import sys
+    from src import optimize
+    from src.execution import ProcessExecutor
+    from tests.test_execution import SPACE, slow_square
+
+    optimize(slow_square, SPACE, n_trials=6, study=sys.argv[2], tracking_uri=sys.argv[1], progress=False,
+             executor=ProcessExecutor(n_workers=2))
+""")
+
+
+def test_two_concurrent_studies_with_workers_lose_no_runs_on_a_tracking_server(tracking_server, study_name):
+    uri = tracking_server
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    drivers = [subprocess.Popen([sys.executable, "-c", DRIVER, uri, f"{study_name}-{k}"], env=env, cwd=ROOT)
+               for k in range(2)]
+    assert [d.wait(timeout=240) for d in drivers] == [0, 0]
+    client = MlflowClient(uri)
+    for k in range(2):
+        parent = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                    f"tags.study = '{study_name}-{k}'")[0]
+        assert finished_numbers(uri, parent.info.run_id) == [0, 1, 2, 3, 4, 5]
