@@ -1,71 +1,90 @@
-"""How long the driver spends per proposal as a study grows: history read-back plus strategy.
+"""Strategy proposal time against history size, for every strategy.
 
-Usage: python -m bench.proposal_time [--sizes 100 1000] [--strategy random]
-
-For each size N it fills a fresh study with N finished trials (a trivial objective), then times
-(a) the first, full read of the history (what a resumed study pays once), (b) an incremental
-refresh after one more trial (what every proposal pays), and (c) the strategy's ``propose``.
+Strategies are pure functions of the history, so each is timed on an in-memory history of N
+finished trials that the strategy itself proposed (filled in batches, values from a noisy toy
+function); the history read-back from MLflow, which every proposal also pays, is timed separately
+(``python -m bench tracking``). A strategy that finishes by design before N trials (factorial_grid)
+is timed at the largest history it reaches.
 """
 
 from __future__ import annotations
 
-import argparse
+import math
 import statistics
-import tempfile
 import time
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
-from src import optimize
+import numpy as np
+
 from src.space import SearchSpace
 from src.strategies import make_strategy
-from src.tracking import Tracker
-from src.trial import Direction
+from src.trial import Direction, Trial, TrialState
 
-SPACE = {"x": {"type": "float", "low": -5.0, "high": 5.0}, "y": {"type": "log_float", "low": 1e-3, "high": 1.0}}
+CONTINUOUS = {"x": {"type": "float", "low": -5.0, "high": 5.0}, "y": {"type": "log_float", "low": 1e-3, "high": 1.0},
+              "z": {"type": "float", "low": 0.0, "high": 1.0}}
+CONDITIONS = {f"h{k}": {"type": "choice", "values": [1, 2, 3]} for k in range(5)}  # seed 000's 3^5 combinations
+FACTORS = {"conv": {"type": "int", "low": 3, "high": 6}, "dense": {"type": "int", "low": 1, "high": 3},
+           "trainer.lr": {"type": "log_float", "low": 1e-3, "high": 0.1}}
+LEARNING_RATE = {"trainer.lr": {"type": "log_float", "low": 1e-4, "high": 0.5}}
 
 
-def objective(params):
-    return (params["x"] - 1) ** 2 + params["y"]
+def cases(size: int) -> dict[str, tuple[Mapping[str, Any], dict[str, Any]]]:
+    """Each strategy's space and options, sized so that it can run ``size`` trials where it allows that."""
+    return {
+        "random": (CONTINUOUS, {}),
+        "grid": (CONTINUOUS, {"points": 18}),  # 5,832 points
+        "optuna_tpe": (CONTINUOUS, {}),
+        "gp_bo": (CONTINUOUS, {"n_initial": size, "n_iterations": 1}),  # random fill, then one EI proposal
+        "gamma_bo": (CONTINUOUS, {"n_initial": size, "n_iterations": 1}),
+        "t_sampling": (CONDITIONS, {"n_samples": 20}),
+        "factorial_grid": (FACTORS, {}),
+        "per_epoch": (LEARNING_RATE, {"inner": "grid", "epochs": math.ceil(size / 12),
+                                      "inner_options": {"points": 12}}),
+    }
 
 
-def measure(size: int, strategy: str, store: str) -> dict[str, float]:
-    study = f"bench-{strategy}-{size}"
-    start = time.perf_counter()
-    optimize(objective, SPACE, strategy, n_trials=size, study=study, tracking_uri=store, progress=False)
-    fill = time.perf_counter() - start
-    tracker = Tracker(store)
-    space = SearchSpace.from_config(SPACE)
-    record = tracker.load_study("hpo", study, space, Direction.MINIMIZE)
-    start = time.perf_counter()
-    history = record.history()
-    full = time.perf_counter() - start
-    optimize(objective, SPACE, strategy, n_trials=size + 1, study=study, tracking_uri=store, progress=False)
-    refreshes = []
-    for _ in range(5):
+def toy_value(params: Mapping[str, Any], number: int) -> float:
+    numeric = sum(float(v) for v in params.values() if isinstance(v, int | float))
+    return numeric + float(np.random.default_rng(number).normal())
+
+
+def fill(strategy: Any, size: int, batch: int = 250) -> tuple[list[Trial], bool]:
+    """A history of up to ``size`` finished trials proposed by ``strategy`` itself; and whether it finished."""
+    history: list[Trial] = []
+    while len(history) < size:
+        numbers = list(range(len(history), min(size, len(history) + batch)))
+        decision = strategy.propose(history, numbers)
+        history += [Trial(n, p.params, TrialState.COMPLETE, toy_value(p.params, n), f"run-{n}", p.tags)
+                    for n, p in zip(numbers, decision.proposals)]
+        if decision.finished or not decision.proposals:
+            return history, True
+    return history, False
+
+
+def measure(name: str, size: int, repeats: int = 3) -> tuple[int, float]:
+    """(history size reached, median seconds of one proposal at about that size)."""
+    space, options = cases(size)[name]
+    strategy = make_strategy(name, SearchSpace.from_config(space), 0, Direction.MINIMIZE, options)
+    history, finished = fill(strategy, size)
+    if finished:  # time its last real proposal, not the "nothing left" answer
+        history, numbers = history[:-1], [history[-1].number]
+    else:
+        numbers = [len(history)]
+    times = []
+    for _ in range(repeats):
         start = time.perf_counter()
-        history = record.history()
-        refreshes.append(time.perf_counter() - start)
-    chosen = make_strategy(strategy, space, 0, Direction.MINIMIZE)
-    start = time.perf_counter()
-    chosen.propose(history, [len(history)])
-    propose = time.perf_counter() - start
-    return {"trials": len(history), "fill_s_per_trial": fill / size, "full_read_s": full,
-            "refresh_s": statistics.median(refreshes), "propose_s": propose}
+        strategy.propose(history, numbers)
+        times.append(time.perf_counter() - start)
+    return len(history), statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--strategy", default="random")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        store = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        print(f"{'trials':>7} {'ms/trial logged':>16} {'full read s':>12} {'refresh ms':>11} {'propose ms':>11}")
-        for size in args.sizes:
-            row = measure(size, args.strategy, store)
-            print(f"{row['trials']:>7} {1000 * row['fill_s_per_trial']:>16.1f} {row['full_read_s']:>12.2f} "
-                  f"{1000 * row['refresh_s']:>11.1f} {1000 * row['propose_s']:>11.2f}")
-
-
-if __name__ == "__main__":
-    main()
+def run(sizes: list[int], strategies: list[str]) -> None:
+    print("\nProposal time (ms) against history size; in brackets the history a strategy stops at")
+    print(f"{'strategy':<15}" + "".join(f"{n:>16,}" for n in sizes))
+    for name in strategies:
+        cells = []
+        for size in sizes:
+            reached, seconds = measure(name, size)
+            cells.append(f"{1000 * seconds:.1f}" + ("" if reached == size else f" [{reached}]"))
+        print(f"{name:<15}" + "".join(f"{c:>16}" for c in cells), flush=True)

@@ -8,12 +8,15 @@ within 1% of the best value any study found; a best-so-far plot; and the per-stu
 markdown, CSV, PNG and a metrics JSON (for ``dvc metrics show``) under ``out``, with each study's
 own artifacts (its strategy's tables and plots, the best confusion matrix) under
 ``out/studies/<study>/``, and logs the report files, with the headline numbers as metrics, on a
-``report-<name>`` run in the MLflow experiment.
+``report-<name>`` run in the MLflow experiment. ``index`` (``python -m src.report reports``) joins
+the reports found under a folder into one ``README.md`` there.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -199,3 +202,36 @@ def write(tracker: Tracker, comparison: Comparison, out: Path) -> pd.DataFrame:
         tracker.download(row.run_id, out / "studies" / row.study)
     tracker.log_report(comparison.experiment, f"{name}-{comparison.scale}", files, metrics)
     return summary
+
+
+INDEX_INTRO = """# Paper reproductions and strategy comparison
+
+Written by `dvc repro` (`python -m src.report reports`) from each preset's report below; each
+section is the head of `<preset>/<preset>.md`, which also lists every study. Per variant: mean ±
+standard deviation over seeds of the best objective found (`best_objective`), of the best value
+after the smallest budget any study used (`best_at_budget`: the equal-budget comparison), of the
+best trial's other metrics, of the trainings, of the summed training time, and of the trainings a
+study needed to come within 1% of the best value any study found (`trainings_to_1pct`; `-`: never).
+The curves are the best objective so far against trainings (median over seeds, thin lines per seed).
+The studies themselves are in MLflow: `mlflow ui --backend-store-uri sqlite:///reports/mlflow.db`.
+"""
+
+
+def index(root: Path) -> Path:
+    """``root/README.md``: the summary part of every ``root/<name>/<name>.md``, links made relative to ``root``."""
+    sections = [INDEX_INTRO]
+    for report in sorted(root.glob("*/*.md")):
+        if report.stem != report.parent.name:
+            continue
+        folder = report.parent.name
+        head = report.read_text().split("## Every study")[0].rstrip()
+        head = re.sub(r"^# ", "## ", head, count=1)
+        head = re.sub(r"\]\((?!https?:)([^)]+)\)", rf"]({folder}/\1)", head)
+        sections.append(f"{head}\n\nFull report: [{folder}/{report.name}]({folder}/{report.name})\n")
+    out = root / "README.md"
+    out.write_text("\n".join(sections))
+    return out
+
+
+if __name__ == "__main__":
+    print(index(Path(sys.argv[1] if len(sys.argv) > 1 else "reports")))

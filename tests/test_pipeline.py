@@ -9,6 +9,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from src.compare import compare
+from src.report import index
 from tests.conftest import ROOT
 from tests.test_seed000 import compose_preset
 
@@ -37,7 +38,7 @@ def test_dvc_sees_a_stage_per_paper_experiment_and_their_plots():
 
 
 def test_a_presets_comparison_reports_every_strategy(store, tmp_path):
-    out = tmp_path / "report"
+    out = tmp_path / "seed002_dogs"
     compare(["experiment=seed002_dogs", "dataset.image_size=8", "dataset.subset=24", "model.conv_channels=2",
              "model.dense=2", "trainer.epochs=1", "progress=false", f"tracking.uri={store}",
              f"comparison.out={out}", "fresh=true"])
@@ -48,3 +49,6 @@ def test_a_presets_comparison_reports_every_strategy(store, tmp_path):
     assert list(curves.columns) == ["trainings", *summary.index] and len(curves) == 20
     metrics = json.loads((out / "seed002_dogs_metrics.json").read_text())
     assert set(metrics) >= {f"{variant}.best_at_budget_mean" for variant in summary.index}
+    readme = index(tmp_path).read_text()  # reports/README.md: one section per preset folder
+    assert "](seed002_dogs/seed002_dogs_best_so_far.png)" in readme and "## Every study" not in readme
+    assert all(f"| {variant} " in readme for variant in summary.index)

@@ -15,6 +15,7 @@ from torch import nn
 from src.data import Splits, load_dataset
 from src.errors import ConfigError
 from src.models import build_model
+from src.training.accel import on_device
 from src.training.kappa import VARIANTS, kappa
 from src.training.loop import fit, predict
 from src.training.metrics import TASK_METRICS, confusion_csv
@@ -25,7 +26,7 @@ KEPT_WEIGHTS = 32  # per-epoch mode: recent candidates' weights kept in memory
 
 # Per process, not per objective: a worker process receives a fresh copy of the objective with
 # every trial, and should load each dataset once, not once per trial.
-_DATASETS: dict[str, Splits] = {}
+_DATASETS: dict[str | tuple[str, str], Splits] = {}  # by config, then also by device
 _WEIGHTS: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
 
 
@@ -60,20 +61,23 @@ class TrainingObjective:
         self.cfg = cfg
         self.data(cfg)
 
-    def data(self, cfg: DictConfig) -> Splits:
+    def data(self, cfg: DictConfig, device: str = "cpu") -> Splits:
+        """The splits, loaded once per process and kept on ``device`` when they fit there."""
         dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
         key = repr((sorted(dataset.items()), cfg.seed, cfg.paths.data))
         if key not in _DATASETS:
             options = {k: v for k, v in dataset.items() if k not in DATASET_META_KEYS}
             _DATASETS[key] = load_dataset(dataset["name"], root=Path(cfg.paths.data) / dataset["name"],
                                           cache=Path(cfg.paths.cache) / dataset["name"], seed=cfg.seed, **options)
-        return _DATASETS[key]
+        if device != "cpu" and (key, device) not in _DATASETS:
+            _DATASETS[key, device] = on_device(_DATASETS[key], device)
+        return _DATASETS[key] if device == "cpu" else _DATASETS[key, device]
 
     def __call__(self, params: Mapping[str, Any], trial: TrialContext) -> dict[str, float]:
         if self.cfg.threads is not None:  # tiny models train faster on one thread than on contended cores
             torch.set_num_threads(self.cfg.threads)
         cfg = apply_params(self.cfg, params)
-        data = self.data(cfg)
+        data = self.data(cfg, trial.device)
 
         def report(epoch: int, metrics: Mapping[str, float]) -> None:
             trial.report(epoch, self.derived(metrics))
@@ -90,7 +94,7 @@ class TrainingObjective:
             metrics = fit(model, data, device=trial.device, seed=trial.seed, report=report, **trainer)
         if data.num_classes is not None:
             predicted = predict(model, data.x_val, trial.device).argmax(dim=1)
-            trial.log_artifacts({"confusion_matrix.csv": confusion_csv(data.y_val.numpy(), predicted.numpy(),
+            trial.log_artifacts({"confusion_matrix.csv": confusion_csv(data.y_val.cpu().numpy(), predicted.numpy(),
                                                                         data.num_classes)})
         return self.derived(metrics)
 

@@ -1,0 +1,38 @@
+"""All benchmarks, or one: ``python -m bench [tracking|parallel|proposals|training] [options]``.
+
+Figures print as they are measured. Defaults take about ten minutes on 2 CPU cores, most of it in
+filling the 5,000-trial histories; ``--quick`` uses small sizes to check the bench itself runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import parallel_trials, proposal_time, tracking_overhead, training_throughput
+from src.strategies import STRATEGIES
+
+SECTIONS = ("tracking", "parallel", "proposals", "training")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sections", nargs="*", choices=[[], *SECTIONS], default=list(SECTIONS))
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks that every section runs")
+    parser.add_argument("--sizes", type=int, nargs="+", help="history sizes for proposal times")
+    parser.add_argument("--strategies", nargs="+", default=sorted(STRATEGIES), choices=sorted(STRATEGIES))
+    parser.add_argument("--device", default="auto", help="device for the training throughput")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the models in the throughput bench")
+    args = parser.parse_args()
+    sizes = args.sizes or ([20, 50] if args.quick else [100, 1_000, 5_000])
+    if "tracking" in args.sections:
+        tracking_overhead.run(n_trials=10 if args.quick else 50, read_sizes=[20] if args.quick else [100, 1_000])
+    if "parallel" in args.sections:
+        parallel_trials.run(n_trials=4 if args.quick else 12)
+    if "proposals" in args.sections:
+        proposal_time.run(sizes, args.strategies)
+    if "training" in args.sections:
+        training_throughput.run(args.device, 256 if args.quick else None, args.compile)
+
+
+if __name__ == "__main__":
+    main()
