@@ -74,7 +74,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--artifacts", default=str(Path("mlartifacts").resolve()), help="where artifacts are kept")
-    parser.add_argument("--workers", type=int, default=2, help="server processes")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes (more serve more clients, but each kept-alive request gets slower)")
     args = parser.parse_args()
     line = command(args.backend, args.host, args.port, args.artifacts, args.workers)
     print(f"tracking URI: http://{args.host}:{args.port}   ({' '.join(line[1:])})", flush=True)

@@ -316,7 +316,8 @@ def test_bad_spaces_and_options_name_the_key():
     with pytest.raises(ConfigError, match="strategy.fraction"):
         factorial(PAPER_SPACE, fraction=1)  # only for k >= 5
     with pytest.raises(ConfigError, match="strategy.order"):
-        factorial(PAPER_SPACE, order=4)
+        factorial(PAPER_SPACE, order=0)
+    assert factorial(PAPER_SPACE, order=4).order == 3  # up to order 4 of 3 factors: all interactions
     with pytest.raises(ConfigError, match="strategy.narrowing.int.side"):
         factorial(PAPER_SPACE, narrowing={"int": {"side": "up"}})
     with pytest.raises(ConfigError, match="strategy.narrowing.limits.nope"):

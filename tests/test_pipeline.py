@@ -5,10 +5,12 @@ import os
 import subprocess
 
 import pandas as pd
+import pytest
 import yaml
 from omegaconf import OmegaConf
 
 from src.compare import compare
+from src.config import validate
 from src.report import index
 from tests.conftest import ROOT
 from tests.test_seed000 import compose_preset
@@ -35,6 +37,15 @@ def test_dvc_sees_a_stage_per_paper_experiment_and_their_plots():
         (name, spec), = entry.items()
         (curves, columns), = spec["y"].items()
         assert list(compose_preset(f"experiment={name}").comparison.variants) == columns
+
+
+@pytest.mark.parametrize("scale", ["smoke", "paper"])
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_variant_of_every_comparison_is_a_valid_study(preset, scale):
+    """What `dvc repro` would run, checked without training: a bad variant fails here, not an hour in."""
+    base = compose_preset(f"experiment={preset}", f"scale={scale}")
+    for variant, overrides in base.comparison.variants.items():
+        assert validate(compose_preset(f"experiment={preset}", f"scale={scale}", *overrides)), variant
 
 
 def test_a_presets_comparison_reports_every_strategy(store, tmp_path):

@@ -20,7 +20,7 @@ terms aliased with an earlier term (lower order first) are not estimated; the ef
 ``factorial/aliases.md`` give each estimated term's alias chain.
 
 **Fit.** Once every phase-1 trial has finished, OLS (statsmodels) in coded units of the objective
-value on the intercept, the main effects and the interactions up to ``order`` (default 2, the
+value on the intercept, the main effects and the interactions up to ``order`` (capped at k; default 2, the
 paper's Table 2: eight runs, seven terms, one error degree of freedom), plus a centre-run indicator
 whose coefficient is the curvature (mean of the centre runs minus the factorial mean) when centre
 runs are present. Effect = 2 x coefficient. The error estimate is the residual mean square; when the
@@ -232,8 +232,7 @@ class FactorialGrid(Strategy):
                                     ("order", order, 1), ("fraction", fraction, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"strategy.{key}", f"must be an integer >= {minimum}, got {value!r}")
-        if order > k:
-            raise ConfigError("strategy.order", f"must not exceed the number of factors ({k}), got {order}")
+        order = min(order, k)  # "interactions up to order": with fewer factors, all there are
         if not 0 < alpha < 1:
             raise ConfigError("strategy.alpha", f"must be in (0, 1), got {alpha}")
         if fraction and (k < 5 or (fraction > 1 and (k, fraction) not in GENERATORS)):
