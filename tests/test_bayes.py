@@ -71,6 +71,17 @@ def test_same_seed_and_history_give_the_same_proposal(cls):
 
 
 @pytest.mark.parametrize("cls", STRATEGIES)
+def test_a_long_history_fits_the_kernel_on_the_best_and_a_sample_but_still_finds_the_optimum(cls):
+    strategy = cls(LR, 0, Direction.MAXIMIZE, n_initial=2, n_iterations=200, max_fit_points=20)
+    history = lr_history(60)
+    losses = np.array([-t.value for t in history])
+    chosen = strategy._fit_points(losses, np.random.default_rng(0))
+    assert len(chosen) == 20 and set(np.argsort(losses)[:10]) <= set(chosen)
+    proposal = strategy.propose(history, [60]).proposals[0].params["lr"]
+    assert abs(math.log10(proposal / BEST_LR)) < 0.3
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
 def test_constant_liar_spreads_a_batch_and_treats_running_trials_alike(cls):
     strategy = cls(LR, 0, Direction.MAXIMIZE)
     history = lr_history(4)

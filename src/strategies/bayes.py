@@ -116,6 +116,7 @@ GRID_POINTS = 2049  # candidates in 1-D
 SOBOL_POINTS = 1024  # candidates in more dimensions
 REFINE_STARTS = 3  # L-BFGS-B runs from the best candidates
 GP_RESTARTS = 1  # extra random starts of the marginal-likelihood fit
+SMALL = 500  # observations up to which BLAS runs on one thread (threads only contend on tiny matrices)
 JITTER = 1e-10  # scikit-learn's default alpha, kept so the surrogate matches its fit
 
 
@@ -206,10 +207,15 @@ class _BayesianOptimisation(Strategy):
     EI proposals; ``xi`` is EI's exploration trade-off (eq. 10) in the objective's units.
     ``failed``: ``worst`` counts a failed trial (a diverged training, say) as an observation of
     the worst loss seen so far, so the search learns to avoid its region; ``ignore`` leaves it out.
+    ``max_fit_points`` bounds the cost of fitting the kernel's hyperparameters (each step of that
+    fit is a Cholesky factorisation, cubic in the points): with more observations, the fit uses the
+    best half of that many and a seeded random sample of the rest, and the surrogate then conditions
+    on every observation with the fitted kernel (one factorisation). Studies of a few hundred trials,
+    BO's usual range, are unaffected.
     """
 
     def __init__(self, space: SearchSpace, seed: int, direction: Direction, n_initial: int = 2,
-                 n_iterations: int = 10, xi: float = 0.01, failed: str = "worst"):
+                 n_iterations: int = 10, xi: float = 0.01, failed: str = "worst", max_fit_points: int = 500):
         super().__init__(space, seed, direction)
         if failed not in FAILED_RULES:
             raise ConfigError("strategy.failed", f"must be one of {FAILED_RULES}, got {failed!r}")
@@ -223,6 +229,9 @@ class _BayesianOptimisation(Strategy):
             raise ConfigError("strategy.n_iterations", f"must be >= 0, got {n_iterations}")
         if not xi >= 0:
             raise ConfigError("strategy.xi", f"must be >= 0, got {xi}")
+        if max_fit_points < MIN_OBSERVATIONS:
+            raise ConfigError("strategy.max_fit_points", f"must be >= {MIN_OBSERVATIONS}, got {max_fit_points}")
+        self.max_fit_points = max_fit_points
         self.n_initial = n_initial
         self.n_iterations = n_iterations
         self.xi = xi
@@ -235,7 +244,7 @@ class _BayesianOptimisation(Strategy):
         return self.n_initial + self.n_iterations
 
     def propose(self, history: Sequence[Trial], numbers: Sequence[int]) -> Decision:
-        with threadpool_limits(1, user_api="blas"):  # tiny matrices: BLAS threads only contend
+        with threadpool_limits(1 if len(history) <= SMALL else None, user_api="blas"):
             return self._propose(history, numbers)
 
     def _propose(self, history: Sequence[Trial], numbers: Sequence[int]) -> Decision:
@@ -289,12 +298,22 @@ class _BayesianOptimisation(Strategy):
                   + WhiteKernel(1e-2, (1e-6, 1e0)))
         gp = GaussianProcessRegressor(kernel, alpha=JITTER, n_restarts_optimizer=GP_RESTARTS,
                                       random_state=int(rng.integers(2**31 - 1)))
+        fit = self._fit_points(targets, rng)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            gp.fit(np.asarray(inputs), targets)
+            gp.fit(np.asarray(inputs)[fit], targets[fit])
         best = float(targets.min())
         lies = np.concatenate([targets, np.full(len(pending), best)])
         return _Model(Surrogate(gp.kernel_, np.asarray(inputs + pending), lies), best, self.xi / sd, mean, sd)
+
+    def _fit_points(self, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Indices of the observations the kernel's hyperparameters are fitted on (all, up to the cap)."""
+        if len(targets) <= self.max_fit_points:
+            return np.arange(len(targets))
+        ranked = np.argsort(targets, kind="stable")
+        best = ranked[: self.max_fit_points // 2]
+        rest = rng.choice(ranked[len(best):], self.max_fit_points - len(best), replace=False)
+        return np.sort(np.concatenate([best, rest]))
 
     def _next_point(self, inputs: list[np.ndarray], losses: list[float], pending: list[np.ndarray],
                     rng: np.random.Generator) -> np.ndarray:
@@ -367,8 +386,9 @@ class GammaBO(_BayesianOptimisation):
     name = "gamma_bo"
 
     def __init__(self, space: SearchSpace, seed: int, direction: Direction, n_initial: int = 2,
-                 n_iterations: int = 10, xi: float = 0.01, failed: str = "worst", a0: float = 1.0, b0: float = 1.0):
-        super().__init__(space, seed, direction, n_initial, n_iterations, xi, failed)
+                 n_iterations: int = 10, xi: float = 0.01, failed: str = "worst", max_fit_points: int = 500,
+                 a0: float = 1.0, b0: float = 1.0):
+        super().__init__(space, seed, direction, n_initial, n_iterations, xi, failed, max_fit_points)
         for key, value in (("a0", a0), ("b0", b0)):
             if not value > 0:
                 raise ConfigError(f"strategy.{key}", f"must be > 0, got {value}")
