@@ -265,6 +265,24 @@ def test_failed_runs_are_left_out_and_interactions_dropped_when_needed():
         drive(factorial(PAPER_SPACE, Direction.MAXIMIZE), paper_like, fail={0, 1, 2, 3, 4})
 
 
+def test_failed_runs_can_count_as_the_worst_value_so_a_diverging_level_is_avoided():
+    lr = SearchSpace.from_config({"trainer.lr": {"type": "log_float", "low": 0.001, "high": 0.5}})
+    leave_out = factorial(lr, Direction.MAXIMIZE)
+    with pytest.raises(DesignError, match="no longer estimable"):  # one factor, one of its two runs failed
+        drive(leave_out, lambda p, n: 0.9, fail={1})
+    worst = factorial(lr, Direction.MAXIMIZE, failed="worst")
+    history = drive(worst, lambda p, n: 0.9, fail={1})  # the high learning rate diverges
+    analysis = worst.analysis(history)
+    assert analysis.failed == (1,) and len(analysis.used) == 2 and analysis.values == (0.9, 0.9)
+    assert history[-1].tags["phase"] == "grid"
+    many = factorial(PAPER_SPACE, Direction.MAXIMIZE, failed="worst")
+    analysis = many.analysis(drive(many, paper_like, fail={5}))
+    done = dict(zip((r.number for r in analysis.used), analysis.values))
+    assert done[5] == min(v for n, v in done.items() if n != 5) and analysis.dropped == ()
+    with pytest.raises(ConfigError, match="strategy.failed"):
+        factorial(lr, failed="ignore")
+
+
 def test_lenth_pse_on_hand_made_coefficients():
     # median |c| = 0.5, so s0 = 0.75; 2 and 10 exceed 2.5 s0 and are trimmed; 1.5 x median(1, .5, .4, .3, .2)
     assert lenth_pse(np.array([1.0, -2.0, 0.5, 10.0, 0.3, -0.4, 0.2])) == pytest.approx(0.6)

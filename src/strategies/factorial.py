@@ -29,7 +29,10 @@ centre runs) it is Lenth's pseudo standard error of the coefficients instead, wi
 freedom for m effects. Lowering ``order`` is how to trade interactions for a residual error
 estimate.
 
-**Failed runs** (failed, pruned or non-finite trials of phase 1) are left out of the fit. If the
+**Failed runs** (failed, pruned or non-finite trials of phase 1) are left out of the fit
+(``failed: leave_out``, the default: right when failures are accidents), or enter it with the
+worst value any phase-1 run reached (``failed: worst``: right when a level itself makes training
+fail, as a learning rate that diverges does, and the same rule the BOs use). If the
 model with interactions up to ``order`` is then no longer estimable (rank-deficient), the highest
 interactions are dropped until it is (reported as dropped terms); if not even the main effects are
 estimable, ``propose`` raises ``DesignError``: fix the failure's cause and start a new study.
@@ -208,7 +211,8 @@ class Analysis:
     error: str  # "residual mean square" or "Lenth's PSE"
     threshold: float  # |t| above which a term is significant
     dropped: tuple[str, ...]  # terms given up because failed runs made them inestimable
-    used: tuple[Run, ...]  # runs with a value
+    used: tuple[Run, ...]  # runs in the fit
+    failed: tuple[int, ...]  # trial numbers of phase-1 runs without a value (left out, or counted as the worst)
     values: tuple[float, ...]  # their objective values
     narrowed: pd.DataFrame  # one row per factor
     grid: tuple[Params, ...]
@@ -221,8 +225,11 @@ class FactorialGrid(Strategy):
 
     def __init__(self, space: SearchSpace, seed: int, direction: Direction, replicates: int = 1,
                  center_points: int = 0, order: int = 2, alpha: float = 0.05, fraction: int = 0,
-                 narrowing: Mapping[str, Any] | None = None):
+                 narrowing: Mapping[str, Any] | None = None, failed: str = "leave_out"):
         super().__init__(space, seed, direction)
+        if failed not in ("leave_out", "worst"):
+            raise ConfigError("strategy.failed", f"must be leave_out or worst, got {failed!r}")
+        self.failed = failed
         if len(space) > len(LETTERS):
             raise ConfigError("space", f"a factorial design takes at most {len(LETTERS)} factors, got {len(space)}")
         self.factors = tuple(Factor(name, LETTERS[i], _two_levels(name, dim))
@@ -404,8 +411,14 @@ class FactorialGrid(Strategy):
         return self._cache[1]
 
     def _analyse(self, phase1: Mapping[int, Trial]) -> Analysis:
-        used = tuple(r for r in self.runs if _ok(phase1[r.number]))
-        values = tuple(float(phase1[r.number].value) for r in used)
+        ok = tuple(r for r in self.runs if _ok(phase1[r.number]))
+        failed = tuple(r.number for r in self.runs if r not in ok)
+        if self.failed == "worst" and ok:
+            worst = max((float(phase1[r.number].value) for r in ok), key=self.direction.loss)
+            used = self.runs
+            values = tuple(float(phase1[r.number].value) if r in ok else worst for r in used)
+        else:
+            used, values = ok, tuple(float(phase1[r.number].value) for r in ok)
         y = np.array(values)
         coded = np.array([r.coded for r in used], dtype=float).reshape(len(used), len(self.factors))
         centre = np.array([r.phase == "center" for r in used], dtype=float)
@@ -417,10 +430,9 @@ class FactorialGrid(Strategy):
             if len(used) >= x.shape[1] and np.linalg.matrix_rank(x) == x.shape[1]:
                 break
         else:
-            failed = [n for n, t in sorted(phase1.items()) if not _ok(t)]
             raise DesignError(f"factorial_grid: {len(failed)} of {self.n_phase1} phase-1 runs failed (trials "
-                              f"{failed}); the main effects are no longer estimable. See their error tags, fix the "
-                              f"cause and start a new study.")
+                              f"{list(failed)}); the main effects are no longer estimable. See their error tags, fix "
+                              f"the cause and start a new study.")
         dropped = tuple(self.term_name(t.factors) for t in self.terms(self.order)[len(terms):])
         names = [self.term_name(t.factors) for t in terms] + (["curvature"] if centre.any() else [])
         fit = sm.OLS(y, pd.DataFrame(x, columns=names)).fit()
@@ -449,16 +461,17 @@ class FactorialGrid(Strategy):
             "aliases": [" = ".join(self.word(a) for a in term.aliases) for term in terms]
             + ([""] if centre.any() else []),
         })
-        narrowed = self._narrow(effects, used, values)
+        measured = [(r, v) for r, v in zip(used, values) if r.number not in failed]
+        narrowed = self._narrow(effects, self._best_run(*zip(*measured))[0])
         grid = tuple(dict(zip(self.space, combo)) for combo in itertools.product(*narrowed["values"]))
         return Analysis(effects, terms, r2, adj_r2, df, error, float(stats.t.ppf(1 - self.alpha / 2, df)), dropped,
-                        used, values, narrowed, grid)
+                        used, failed, values, narrowed, grid)
 
     # -- narrowing -----------------------------------------------------------------------------
 
-    def _narrow(self, effects: pd.DataFrame, used: Sequence[Run], values: Sequence[float]) -> pd.DataFrame:
+    def _narrow(self, effects: pd.DataFrame, best_run: Run) -> pd.DataFrame:
+        """Each factor's new values; ``best_run`` is the best measured phase-1 run (the ``best`` rule)."""
         by_term = effects.set_index("term")
-        best_run = self._best_run(used, values)[0]
         rows = []
         for factor in self.factors:
             effect, p = by_term.at[factor.name, "effect"], by_term.at[factor.name, "p"]
@@ -575,12 +588,13 @@ class FactorialGrid(Strategy):
 
     def _summary(self, analysis: Analysis) -> str:
         k, p = len(self.factors), self.fraction
-        failed = [r.number for r in self.runs if r not in analysis.used]
+        failed = list(analysis.failed)
         design = f"2^{k}" if not p else f"2^({k}-{p}), resolution {self.resolution()}, generators " + ", ".join(
             f"{LETTERS[k - p + j]} = {w}" for j, w in enumerate(self.generators))
         lines = [f"# factorial_grid: {self.direction.value} the objective", "",
                  f"- design: {design}; {self.replicates} replicate(s), {self.center_points} centre run(s); "
-                 f"{self.n_phase1} phase-1 trials, {len(failed)} failed" + (f" (trials {failed})" if failed else ""),
+                 f"{self.n_phase1} phase-1 trials, {len(failed)} failed" + (f" (trials {failed})" if failed else "")
+                 + (", counted as the worst value" if failed and self.failed == "worst" else ""),
                  "- factors: " + ", ".join(f"{f.letter} = {f.name} ({f.levels[0]} / {f.levels[1]})"
                                            for f in self.factors),
                  f"- model: interactions up to order {self.order}"
@@ -621,7 +635,8 @@ class FactorialGrid(Strategy):
             lines += ["", f"Best: trial {best.number} (grid point {best.number - self.n_phase1}), objective "
                       f"{best.value:.6g}", "", "| parameter | value |", "| --- | --- |"]
             lines += [f"| {name} | {value} |" for name, value in best.params.items()]
-        run, value = self._best_run(analysis.used, analysis.values)
+        measured = [(r, v) for r, v in zip(analysis.used, analysis.values) if r.number not in analysis.failed]
+        run, value = self._best_run(*zip(*measured))
         lines += ["", f"Best phase-1 run for comparison: trial {run.number}, objective {value:.6g}."]
         return "\n".join(lines) + "\n"
 
