@@ -16,18 +16,22 @@ SECTIONS = ("tracking", "parallel", "proposals", "training")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sections", nargs="*", choices=[[], *SECTIONS], default=list(SECTIONS))
+    parser.add_argument("sections", nargs="*", help=f"any of {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes: checks that every section runs")
     parser.add_argument("--sizes", type=int, nargs="+", help="history sizes for proposal times")
     parser.add_argument("--strategies", nargs="+", default=sorted(STRATEGIES), choices=sorted(STRATEGIES))
     parser.add_argument("--device", default="auto", help="device for the training throughput")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models in the throughput bench")
     args = parser.parse_args()
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}; choose from {list(SECTIONS)}")
+    args.sections = args.sections or list(SECTIONS)
     sizes = args.sizes or ([20, 50] if args.quick else [100, 1_000, 5_000])
     if "tracking" in args.sections:
         tracking_overhead.run(n_trials=10 if args.quick else 50, read_sizes=[20] if args.quick else [100, 1_000])
     if "parallel" in args.sections:
-        parallel_trials.run(n_trials=4 if args.quick else 12)
+        parallel_trials.run(n_trials=4 if args.quick else 16)
     if "proposals" in args.sections:
         proposal_time.run(sizes, args.strategies)
     if "training" in args.sections:

@@ -1,8 +1,10 @@
 """Strategy proposal time against history size, for every strategy.
 
 Strategies are pure functions of the history, so each is timed on an in-memory history of N
-finished trials that the strategy itself proposed (filled in batches, values from a noisy toy
-function); the history read-back from MLflow, which every proposal also pays, is timed separately
+finished trials with values from a noisy toy function: random points of the space for the
+strategies that read only parameters and values, and trials the strategy itself proposed (filled in
+batches) for those whose state lives in trial tags (t_sampling's stages, factorial_grid's phases,
+per_epoch's lineages); the history read-back from MLflow, which every proposal also pays, is timed separately
 (``python -m bench tracking``). A strategy that finishes by design before N trials (factorial_grid)
 is timed at the largest history it reaches.
 """
@@ -35,8 +37,8 @@ def cases(size: int) -> dict[str, tuple[Mapping[str, Any], dict[str, Any]]]:
         "random": (CONTINUOUS, {}),
         "grid": (CONTINUOUS, {"points": 18}),  # 5,832 points
         "optuna_tpe": (CONTINUOUS, {}),
-        "gp_bo": (CONTINUOUS, {"n_initial": size, "n_iterations": 1}),  # random fill, then one EI proposal
-        "gamma_bo": (CONTINUOUS, {"n_initial": size, "n_iterations": 1}),
+        "gp_bo": (CONTINUOUS, {"n_iterations": size}),
+        "gamma_bo": (CONTINUOUS, {"n_iterations": size}),
         "t_sampling": (CONDITIONS, {"n_samples": 20}),
         "factorial_grid": (FACTORS, {}),
         "per_epoch": (LEARNING_RATE, {"inner": "grid", "epochs": math.ceil(size / 12),
@@ -47,6 +49,15 @@ def cases(size: int) -> dict[str, tuple[Mapping[str, Any], dict[str, Any]]]:
 def toy_value(params: Mapping[str, Any], number: int) -> float:
     numeric = sum(float(v) for v in params.values() if isinstance(v, int | float))
     return numeric + float(np.random.default_rng(number).normal())
+
+
+SELF_FILLED = ("t_sampling", "factorial_grid", "per_epoch")
+
+
+def random_fill(space: SearchSpace, size: int) -> list[Trial]:
+    rng = np.random.default_rng(0)
+    return [Trial(n, params, TrialState.COMPLETE, toy_value(params, n), f"run-{n}")
+            for n, params in ((n, space.sample(rng)) for n in range(size))]
 
 
 def fill(strategy: Any, size: int, batch: int = 250) -> tuple[list[Trial], bool]:
@@ -64,9 +75,10 @@ def fill(strategy: Any, size: int, batch: int = 250) -> tuple[list[Trial], bool]
 
 def measure(name: str, size: int, repeats: int = 3) -> tuple[int, float]:
     """(history size reached, median seconds of one proposal at about that size)."""
-    space, options = cases(size)[name]
-    strategy = make_strategy(name, SearchSpace.from_config(space), 0, Direction.MINIMIZE, options)
-    history, finished = fill(strategy, size)
+    config, options = cases(size)[name]
+    space = SearchSpace.from_config(config)
+    strategy = make_strategy(name, space, 0, Direction.MINIMIZE, options)
+    history, finished = fill(strategy, size) if name in SELF_FILLED else (random_fill(space, size), False)
     if finished:  # time its last real proposal, not the "nothing left" answer
         history, numbers = history[:-1], [history[-1].number]
     else:

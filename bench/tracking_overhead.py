@@ -29,6 +29,7 @@ def idle(params, trial):
 
 
 def per_trial_ms(uri: str, n_trials: int, study: str) -> float:
+    optimize(idle, SPACE, "random", n_trials=1, study=f"{study}-warm-up", tracking_uri=uri, progress=False)
     start = time.perf_counter()
     optimize(idle, SPACE, "random", n_trials=n_trials, study=study, tracking_uri=uri, progress=False)
     return 1000 * (time.perf_counter() - start) / n_trials

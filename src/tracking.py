@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import socket
 import tempfile
 import time
@@ -43,6 +44,10 @@ from src.space import SearchSpace
 from src.trial import Direction, Proposal, Trial, TrialState, best_trial
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
+# With a tracking server, MLflow prints a "View run ... at http://..." line for every run it ends:
+# one per trial, which buries the progress bar. The parent run's URL is what a user wants, and
+# the study prints its parent run id at the end.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 STRATEGY_TAG_PREFIX = "strategy."
 CURVE_TAG = "curve"  # a trial's objective metric per epoch, JSON, so pruners read siblings in one query
