@@ -22,9 +22,26 @@ from tests.conftest import ROOT, children
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
 
 
+def square(params, trial):
+    return params["x"] ** 2
+
+
 def slow_square(params, trial):
     time.sleep(0.3)
-    return params["x"] ** 2
+    return square(params, trial)
+
+
+def meets_its_sibling(params, trial):
+    """Trials 0 and 1 each wait for the other to start, so they can only finish if they run at once."""
+    markers = Path(os.environ["HPO_TEST_MARKERS"])
+    if trial.number < 2:
+        (markers / f"started-{trial.number}").touch()
+        deadline = time.monotonic() + 120
+        while not (markers / f"started-{1 - trial.number}").exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the other worker never started a trial")
+            time.sleep(0.05)
+    return square(params, trial)
 
 
 def dies_once(params, trial):
@@ -68,15 +85,17 @@ def finished_numbers(store, parent):
     return sorted(int(r.data.tags["trial"]) for r in children(store, parent) if r.info.status == "FINISHED")
 
 
-def test_two_process_workers_run_every_trial_exactly_once_and_in_parallel(store, study_name):
-    result = optimize(slow_square, SPACE, n_trials=6, study=study_name, tracking_uri=store, progress=False,
+def test_two_process_workers_run_every_trial_exactly_once_and_in_parallel(store, study_name, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setenv("HPO_TEST_MARKERS", str(tmp_path))
+    result = optimize(meets_its_sibling, SPACE, n_trials=6, study=study_name, tracking_uri=store, progress=False,
                       executor=ProcessExecutor(n_workers=2))
     kids = children(store, result.parent_run_id)
     assert finished_numbers(store, result.parent_run_id) == [0, 1, 2, 3, 4, 5] and len(kids) == 6
     assert len({r.data.tags["pid"] for r in kids}) == 2
     spans = sorted((r.info.start_time, r.info.end_time) for r in kids)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))  # two trials at once
-    reference = optimize(slow_square, SPACE, n_trials=6, study=f"{study_name}-inline", tracking_uri=store,
+    reference = optimize(square, SPACE, n_trials=6, study=f"{study_name}-inline", tracking_uri=store,
                          progress=False)
     assert [t.params for t in result.trials] == [t.params for t in reference.trials]
 
