@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
-from src.errors import ConfigError, DataMissingError, StudyConflictError
+from src.errors import ConfigError, DataMissingError, StudiesFailedError, StudyConflictError
 
 
 @contextmanager
@@ -16,7 +16,7 @@ def cli_errors() -> Iterator[None]:
     """Config mistakes exit 2, a missing dataset 1, Ctrl-C 130; anything else keeps its traceback."""
     try:
         yield
-    except (ConfigError, DataMissingError, StudyConflictError) as error:
+    except (ConfigError, DataMissingError, StudiesFailedError, StudyConflictError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
     except (MissingConfigException, ConfigCompositionException, OverrideParseException) as error:

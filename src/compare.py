@@ -7,12 +7,16 @@ strategy.n_iterations=20]``) and seeds; every variant runs under every seed as i
 (``<name>-<variant>-s<seed>-<scale>``), with the same overrides otherwise, so the comparison is on
 equal terms. Studies already complete are not re-run (they resume as finished), so re-running the
 command after an interruption continues where it stopped. ``--report-only`` skips to the report.
+Every study's config is validated before the first one trains, so a bad variant fails at once; a
+study that crashes later is reported as failed without costing the others, and the command then
+exits 1 once the report (which lists the failure) is written.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +26,7 @@ from omegaconf import DictConfig
 
 import src.resolvers  # noqa: F401 - registers the resolvers the configs use
 from src.cli import cli_errors
-from src.errors import ConfigError
+from src.errors import ConfigError, DataMissingError, StudiesFailedError, StudyConflictError
 from src.resolvers import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -44,22 +48,36 @@ def comparison_of(cfg: DictConfig) -> Comparison:
 
 def compare(overrides: Sequence[str], report_only: bool = False) -> Path:
     """Run every variant under every seed (unless ``report_only``), then write the report; returns its folder."""
+
+    from src.config import validate
     from src.report import write
     from src.tracking import Tracker
     from src.tune import run
 
     base = compose_config(overrides)
     comparison = comparison_of(base)
+    failures: dict[str, str] = {}
     if not report_only:
-        for variant in comparison.variants:
-            for seed in comparison.seeds:
-                extra = [*base.comparison.variants[variant], f"seed={seed}", f"study={comparison.study(variant, seed)}"]
-                run(compose_config([*overrides, *extra]))
+        studies = [compose_config([*overrides, *base.comparison.variants[variant], f"seed={seed}",
+                                   f"study={comparison.study(variant, seed)}"])
+                   for variant in comparison.variants for seed in comparison.seeds]
+        for cfg in studies:
+            validate(cfg)
+        for cfg in studies:
+            try:
+                run(cfg)
+            except (ConfigError, DataMissingError, StudyConflictError):
+                raise  # the user's to fix, and every other study would hit it too
+            except Exception as error:  # noqa: BLE001 - one study's crash must not cost the others
+                traceback.print_exc()
+                failures[cfg.study] = f"{type(error).__name__}: {error}"
     out = Path(base.comparison.get("out") or Path("reports") / comparison.name)
-    write(Tracker(base.tracking.uri), comparison, out)
+    write(Tracker(base.tracking.uri), comparison, out, failures)
     report = out / f"{comparison.name}.md"
     print(report.read_text().split("## Every study")[0].rstrip())
     print(f"\nreport: {report}")
+    if failures:
+        raise StudiesFailedError(failures)
     return out
 
 

@@ -25,9 +25,12 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 def validate(cfg: DictConfig) -> SearchSpace:
     """Check every value a study depends on and return the search space it defines.
 
-    ``n_trials`` is checked by ``optimize`` itself, which the Python API shares.
+    ``optimize`` checks ``n_trials`` again for the Python API; checking it here too lets a comparison
+    refuse a bad variant before its first study trains.
     """
     _integer(cfg, "seed")
+    if cfg.n_trials is not None:
+        _integer(cfg, "n_trials", minimum=1)
     _integer(cfg, "trainer.epochs", minimum=0)
     _integer(cfg, "trainer.batch_size", minimum=1)
     if not str(cfg.study).strip():

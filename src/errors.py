@@ -23,3 +23,14 @@ class StudyConflictError(ValueError):
     """A study of that name exists with a different configuration, so resuming it would mix trials."""
 
     exit_code = 2
+
+
+class StudiesFailedError(RuntimeError):
+    """Some studies of a comparison crashed; the others ran and the report lists the failures."""
+
+    exit_code = 1
+
+    def __init__(self, failures: dict[str, str]):
+        super().__init__(f"{len(failures)} studies failed (see the report): "
+                         + "; ".join(f"{study}: {error}" for study, error in failures.items()))
+        self.failures = failures

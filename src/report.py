@@ -73,6 +73,7 @@ def summarize(study: dict[str, Any], trials: pd.DataFrame) -> dict[str, Any]:
     row: dict[str, Any] = {
         "study": study["name"],
         "run_id": study["run_id"],
+        "status": study["status"],
         "strategy": study["tags"].get("strategy", ""),
         "trainings": len(attempts),
         "failed": int((attempts["status"] == "FAILED").sum()) if len(attempts) else 0,
@@ -95,11 +96,20 @@ def collect(tracker: Tracker, comparison: Comparison) -> tuple[pd.DataFrame, dic
     rows, curves, direction = [], {}, Direction.MINIMIZE
     for variant in comparison.variants:
         for seed in comparison.seeds:
-            study, trials = tracker.study_frame(comparison.experiment, comparison.study(variant, seed))
+            name = comparison.study(variant, seed)
+            try:
+                study, trials = tracker.study_frame(comparison.experiment, name)
+            except LookupError:  # it failed before its first trial: a row without results says so
+                rows.append({"variant": variant, "seed": seed, "study": name, "status": "MISSING", "trainings": 0})
+                curves.setdefault(variant, []).append(np.array([]))
+                continue
             direction = Direction(study["tags"].get("direction", "minimize"))
             rows.append({"variant": variant, "seed": seed, **summarize(study, trials)})
             curves.setdefault(variant, []).append(best_so_far(trials, direction) if len(trials) else np.array([]))
     table = pd.DataFrame(rows)
+    for column in ("run_id", "best_objective", "train_time_s"):  # absent when no study got that far
+        if column not in table:
+            table[column] = np.nan
     best_known = table["best_objective"].min() if direction is Direction.MINIMIZE else table["best_objective"].max()
     ordered = [curve for variant in comparison.variants for curve in curves[variant]]
     table["trainings_to_1pct"] = [_reach(curve, best_known) for curve in ordered]
@@ -136,11 +146,14 @@ def markdown(comparison: Comparison, summary: pd.DataFrame, table: pd.DataFrame)
                           **{m: [cell(a, b) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_sd"])]
                              for m in measures}})
     keep = ["variant", "seed", "best_objective", "best_at_budget", *[c for c in comparison.columns if c in table],
-            "trainings",
-            "failed", "train_time_s", "trainings_to_1pct", "best_params"]
+            "trainings", "failed", "train_time_s", "trainings_to_1pct", "best_params", "status", "error"]
     lines = [f"# {comparison.title or comparison.name} ({comparison.scale} scale)", ""]
     if comparison.caption:
         lines += [comparison.caption.strip(), ""]
+    broken = table[table["status"] != "FINISHED"]
+    if len(broken):
+        lines += [f"**{len(broken)} of {len(table)} studies did not finish** ({', '.join(broken['study'])}); their "
+                  "rows below hold what they tracked before they stopped, and the error where this run saw it.", ""]
     lines += [f"Mean ± standard deviation over seeds {list(comparison.seeds)}. `best_at_budget` is the best value "
               f"after {table.attrs.get('budget', 0)} trainings, the smallest budget any study used, so every variant "
               "is compared on equal terms there; `trainings_to_1pct` counts the trainings a study needed to come "
@@ -180,9 +193,15 @@ def plot_curves(comparison: Comparison, curves: Mapping[str, list[np.ndarray]]) 
     return png(fig, dpi=110)
 
 
-def write(tracker: Tracker, comparison: Comparison, out: Path) -> pd.DataFrame:
-    """Build the report from the tracking store, write it under ``out`` and log it to MLflow."""
+def write(tracker: Tracker, comparison: Comparison, out: Path, failures: Mapping[str, str] | None = None
+          ) -> pd.DataFrame:
+    """Build the report from the tracking store, write it under ``out`` and log it to MLflow.
+
+    ``failures`` maps the studies that raised in this run to their error, shown in the per-study table.
+    """
     table, curves, _ = collect(tracker, comparison)
+    if failures:
+        table["error"] = table["study"].map(failures)
     summary = aggregate(table, comparison.columns)
     metrics = {f"{row['variant']}.{column}": row[column] for row in summary.to_dict("records")
                for column in summary.columns if column.endswith("_mean") and pd.notna(row[column])}
@@ -198,7 +217,7 @@ def write(tracker: Tracker, comparison: Comparison, out: Path) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     for file, content in files.items():
         (out / file).write_bytes(content.encode() if isinstance(content, str) else content)
-    for row in table.itertuples():  # each study's own tables and plots (stages, effects, surrogate, ...)
+    for row in table.dropna(subset=["run_id"]).itertuples():  # each study's own tables and plots
         tracker.download(row.run_id, out / "studies" / row.study)
     tracker.log_report(comparison.experiment, f"{name}-{comparison.scale}", files, metrics)
     return summary

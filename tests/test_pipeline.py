@@ -1,6 +1,7 @@
 """The DVC pipeline: its parameters, its stages, and a preset's full comparison at a tiny scale."""
 
 import json
+import math
 import os
 import subprocess
 
@@ -9,9 +10,12 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from src import optimize, tune
 from src.compare import compare
-from src.config import validate
+from src.config import options, validate
+from src.errors import StudiesFailedError
 from src.report import index
+from src.strategies.bayes import GaussianProcessBO
 from tests.conftest import ROOT
 from tests.test_seed000 import compose_preset
 
@@ -63,3 +67,43 @@ def test_a_presets_comparison_reports_every_strategy(store, tmp_path):
     readme = index(tmp_path).read_text()  # reports/README.md: one section per preset folder
     assert "](seed002_dogs/seed002_dogs_best_so_far.png)" in readme and "## Every study" not in readme
     assert all(f"| {variant} " in readme for variant in summary.index)
+
+
+def cheap_run(cfg):
+    """tune.run's study on a formula instead of a training, so a whole comparison takes seconds."""
+    def formula(params):
+        return -abs(math.log10(params["trainer.lr"]) + 3) - 0.01 * sum(params.values())
+
+    return optimize(formula, validate(cfg), strategy=cfg.strategy.name, n_trials=cfg.n_trials,
+                    direction=cfg.objective.direction, seed=cfg.seed, study=cfg.study, tracking_uri=cfg.tracking.uri,
+                    experiment=cfg.tracking.experiment, strategy_options=options(cfg.strategy), fresh=cfg.fresh,
+                    progress=False)
+
+
+def test_a_study_that_crashes_is_reported_and_the_others_still_run(store, tmp_path, monkeypatch):
+    def crashes_after_three(self, history, numbers):
+        if len(history) >= 3:
+            raise RuntimeError("the surrogate exploded")
+        return propose(self, history, numbers)
+
+    propose = GaussianProcessBO.propose
+    monkeypatch.setattr(GaussianProcessBO, "propose", crashes_after_three)
+    monkeypatch.setattr(tune, "run", cheap_run)
+    out = tmp_path / "dogs"
+    with pytest.raises(StudiesFailedError) as failed:
+        compare(["experiment=seed002_dogs", f"tracking.uri={store}", f"comparison.out={out}", "fresh=true"])
+    assert list(failed.value.failures) == ["seed002_dogs-gp_bo-s0-smoke"]
+    studies = pd.read_csv(out / "seed002_dogs_studies.csv").set_index("variant")
+    assert studies.loc["gp_bo", "status"] == "FAILED" and studies.loc["gp_bo", "trainings"] == 3
+    assert "the surrogate exploded" in studies.loc["gp_bo", "error"]
+    others = studies.drop(index="gp_bo")
+    assert (others["status"] == "FINISHED").all() and (others["trainings"] == 20).all()
+    assert (others["failed"] == 0).all() and others["best_objective"].notna().all()
+    assert "1 of 6 studies did not finish** (seed002_dogs-gp_bo-s0-smoke)" in (out / "seed002_dogs.md").read_text()
+
+
+def test_a_comparison_with_a_bad_variant_fails_before_anything_trains(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "run", lambda cfg: pytest.fail(f"{cfg.study} ran"))
+    with pytest.raises(Exception, match="n_trials"):
+        compare(["experiment=seed002_dogs", "+comparison.variants.broken=['strategy=random','n_trials=0']",
+                 f"tracking.uri={store}", f"comparison.out={tmp_path}"])
