@@ -85,6 +85,11 @@ def test_cfg_job_prints_the_composed_config():
         assert line in done.stdout
 
 
+def interruptible() -> None:
+    """Ctrl-C as at a terminal: a test run started in the background inherits SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_and_stop_mid_trial(uri: str, args: list[str], sig: signal.Signals) -> subprocess.Popen:
     """Start the CLI and send ``sig`` while a trial runs after two have finished.
 
@@ -93,7 +98,7 @@ def start_and_stop_mid_trial(uri: str, args: list[str], sig: signal.Signals) -> 
     """
     runs(uri)  # create the store first, so polling it below never races the CLI's schema set-up
     process = subprocess.Popen([sys.executable, "-m", "src.tune", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.time() + 180
     while time.time() < deadline:
         states = [r.info.status for r in runs(uri, "tags.trial != ''")]
