@@ -31,15 +31,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cloudpickle
 
 from src.errors import ConfigError
 from src.pruning import Pruner
 from src.space import SearchSpace
-from src.tracking import TrialRecorder, TrialSink
 from src.trial import Direction, Proposal, Trial, TrialContext, TrialPruned, TrialState, TrialTimeout, trial_seed
+
+if TYPE_CHECKING:  # MLflow loads where trials run, not in a config check that imports this module
+    from src.tracking import TrialRecorder, TrialSink
 
 Objective = Callable[..., float | Mapping[str, float]]
 
@@ -94,6 +96,8 @@ def run_trial(job: TrialJob) -> Trial:
     A pruner's verdict (raised from ``report``) makes it PRUNED; KeyboardInterrupt marks it
     interrupted (to be run again on resume) and propagates.
     """
+    from src.tracking import TrialRecorder
+
     recorder = TrialRecorder(job.sink, job.number, job.proposal, job.device, curve_metric=job.metric)
 
     def report(epoch: int, metrics: Mapping[str, float]) -> None:

@@ -23,13 +23,16 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from scipy import stats
 
 from src.errors import ConfigError
 from src.space import SearchSpace
-from src.tracking import StudyRecord, TrialSink
 from src.trial import Direction
+
+if TYPE_CHECKING:  # MLflow loads where trials run, not in a config check that imports this module
+    from src.tracking import StudyRecord, TrialSink
 
 PRUNERS = ("none", "median", "t_test")
 _RECORDS: dict[str, StudyRecord] = {}  # per process: a worker reads each study incrementally
@@ -79,6 +82,8 @@ class Pruner:
             return None
         record = _RECORDS.get(sink.parent_run_id)
         if record is None:
+            from src.tracking import StudyRecord
+
             record = _RECORDS[sink.parent_run_id] = StudyRecord.of(sink, space, direction)
         siblings = [t.curve[epoch] for t in record.history() if t.finished and t.number != number and epoch in t.curve]
         return self.verdict(value, siblings, direction)

@@ -26,15 +26,16 @@ if TYPE_CHECKING:
 
 def run(cfg: DictConfig) -> StudyResult:
     """Tune the configured model; shared by the CLI and by tests that compose configs directly."""
-    # Imported here, not at the top, so that Hydra's own config errors come back without waiting for
-    # MLflow and torch to load.
+    # Imported here, not at the top, and the config checked before MLflow and torch load, so that a
+    # config mistake comes back in a few seconds.
     from src.config import options, study_config, validate
+
+    space = validate(cfg)
+
     from src.execution import make_executor
     from src.study import optimize
     from src.tracking import Tracker
     from src.training.objective import TrainingObjective
-
-    space = validate(cfg)
 
     objective = TrainingObjective(cfg)
     result = optimize(
