@@ -16,7 +16,7 @@ from src.data.splits import Splits
 from src.execution import resolve_device
 from src.models import build_model
 from src.resolvers import PROJECT_ROOT
-from src.training.accel import autocast, on_device, prepare, uses_channels_last
+from src.training.accel import autocast, is_cuda, on_device, prepare
 from src.training.loop import make_optimizer, train_epoch
 
 MODELS = {  # model config, input shape, batch size (the papers')
@@ -30,29 +30,28 @@ def samples_per_second(model_name: str, shape: tuple[int, ...], batch: int, devi
                        precision: str, channels_last: bool, compile: bool) -> float:
     config = OmegaConf.to_container(OmegaConf.load(PROJECT_ROOT / "conf" / "model" / f"{model_name}.yaml"))
     model = build_model(config, shape, 10)
-    forward = prepare(model, device, channels_last, compile)
-    nhwc = uses_channels_last(model, device, channels_last)
+    forward, nhwc = prepare(model, device, channels_last, compile)
     data = on_device(Splits(torch.randn(n, *shape), torch.randint(0, 10, (n,)), torch.randn(8, *shape),
                             torch.randint(0, 10, (8,)), num_classes=10), device)
     opt = make_optimizer("sgd", model.parameters(), 0.01, 0.9, 0.0)
     shuffle = torch.Generator().manual_seed(0)
     with autocast(device, precision):
         train_epoch(model, opt, data, batch, shuffle, device, 1, forward, nhwc)
-        if device.startswith("cuda"):
+        if is_cuda(device):
             torch.cuda.synchronize()
         start = time.perf_counter()
         train_epoch(model, opt, data, batch, shuffle, device, 2, forward, nhwc)
-        if device.startswith("cuda"):
+        if is_cuda(device):
             torch.cuda.synchronize()
     return n / (time.perf_counter() - start)
 
 
 def run(device: str, samples: int | None, compile: bool) -> None:
     device = resolve_device(device)
-    n = samples or (50_000 if device.startswith("cuda") else 4_096)
-    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"{torch.get_num_threads()} CPU threads"
+    n = samples or (50_000 if is_cuda(device) else 4_096)
+    name = torch.cuda.get_device_name(device) if is_cuda(device) else f"{torch.get_num_threads()} CPU threads"
     print(f"\nTraining throughput on {device} ({name}), {n:,} samples per timed epoch")
-    settings = [("fp32", False)] + ([("auto", True)] if device.startswith("cuda") else [])
+    settings = [("fp32", False)] + ([("auto", True)] if is_cuda(device) else [])
     for label, (model_name, shape, batch) in MODELS.items():
         cells = []
         for precision, nhwc in settings:

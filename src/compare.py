@@ -48,9 +48,8 @@ def comparison_of(cfg: DictConfig) -> Comparison:
 
 def compare(overrides: Sequence[str], report_only: bool = False) -> Path:
     """Run every variant under every seed (unless ``report_only``), then write the report; returns its folder."""
-
     from src.config import validate
-    from src.report import write
+    from src.report import summary_part, write
     from src.tracking import Tracker
     from src.tune import run
 
@@ -74,7 +73,7 @@ def compare(overrides: Sequence[str], report_only: bool = False) -> Path:
     out = Path(base.comparison.get("out") or Path("reports") / comparison.name)
     write(Tracker(base.tracking.uri), comparison, out, failures)
     report = out / f"{comparison.name}.md"
-    print(report.read_text().split("## Every study")[0].rstrip())
+    print(summary_part(report))
     print(f"\nreport: {report}")
     if failures:
         raise StudiesFailedError(failures)

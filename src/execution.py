@@ -219,6 +219,26 @@ def _worker_device(device: str, index: int) -> str:
     return f"cuda:{index % count}" if count > 1 else device
 
 
+@dataclass(frozen=True)
+class _PoolLimits:
+    """A pool's worker count and time limits: the in-trial limit, and when to kill a worker whose
+    trial ignored it (``kill_grace_s`` later)."""
+
+    n_workers: int
+    trial_timeout: float | None
+    kill_grace_s: float
+
+    def __post_init__(self) -> None:
+        if self.n_workers < 1:
+            raise ConfigError("executor.n_workers", f"must be >= 1, got {self.n_workers}")
+        _timeout(self.trial_timeout)
+        _timeout(self.kill_grace_s, "executor.kill_grace_s")
+
+    def overran(self, started: float | None) -> bool:
+        return (self.trial_timeout is not None and started is not None
+                and time.monotonic() - started > self.trial_timeout + self.kill_grace_s)
+
+
 @dataclass
 class _Worker:
     process: Any
@@ -232,10 +252,7 @@ class ProcessExecutor:
 
     def __init__(self, n_workers: int = 2, trial_timeout: float | None = None, kill_grace_s: float = 30.0,
                  poll_s: float = 0.2):
-        if n_workers < 1:
-            raise ConfigError("executor.n_workers", f"must be >= 1, got {n_workers}")
-        self.n_workers, self.poll_s = n_workers, poll_s
-        self.trial_timeout, self.kill_grace_s = _timeout(trial_timeout), _timeout(kill_grace_s, "executor.kill_grace_s")
+        self.limits, self.poll_s = _PoolLimits(n_workers, trial_timeout, kill_grace_s), poll_s
         self._context = multiprocessing.get_context("spawn")
         self._results = self._context.Queue()
         self._workers: list[_Worker] = []
@@ -248,14 +265,14 @@ class ProcessExecutor:
         return _Worker(process, tasks)
 
     def free_slots(self) -> int:
-        return self.n_workers - sum(w.job is not None for w in self._workers)
+        return self.limits.n_workers - sum(w.job is not None for w in self._workers)
 
     def submit(self, job: TrialJob) -> None:
-        if len(self._workers) < self.n_workers:
+        if len(self._workers) < self.limits.n_workers:
             self._workers.append(self._start(len(self._workers)))
         worker = next(w for w in self._workers if w.job is None)
         worker.job, worker.started = job, None
-        worker.tasks.put(cloudpickle.dumps(dataclasses.replace(job, timeout=self.trial_timeout)))
+        worker.tasks.put(cloudpickle.dumps(dataclasses.replace(job, timeout=self.limits.trial_timeout)))
 
     def busy(self) -> bool:
         return any(w.job is not None for w in self._workers)
@@ -280,8 +297,7 @@ class ProcessExecutor:
         for index, worker in enumerate(self._workers):
             if worker.job is None:
                 continue
-            overran = (self.trial_timeout is not None and worker.started is not None
-                       and time.monotonic() - worker.started > self.trial_timeout + self.kill_grace_s)
+            overran = self.limits.overran(worker.started)
             if worker.process.is_alive() and not overran:
                 continue
             if worker.process.is_alive():
@@ -308,11 +324,8 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, n_workers: int = 2, num_cpus: float = 1, num_gpus: float = 0,
                  trial_timeout: float | None = None, kill_grace_s: float = 30.0, poll_s: float = 0.5):
-        if n_workers < 1:
-            raise ConfigError("executor.n_workers", f"must be >= 1, got {n_workers}")
         self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
-        self.n_workers, self.poll_s = n_workers, poll_s
-        self.trial_timeout, self.kill_grace_s = _timeout(trial_timeout), _timeout(kill_grace_s, "executor.kill_grace_s")
+        self.limits, self.poll_s = _PoolLimits(n_workers, trial_timeout, kill_grace_s), poll_s
         self._running: dict[Any, tuple[int, float]] = {}
         self._task: Any = None
 
@@ -329,11 +342,11 @@ class RayExecutor:
         return ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(run_trial)
 
     def free_slots(self) -> int:
-        return self.n_workers - len(self._running)
+        return self.limits.n_workers - len(self._running)
 
     def submit(self, job: TrialJob) -> None:
         self._task = self._task or self._connect()
-        ref = self._task.remote(dataclasses.replace(job, timeout=self.trial_timeout))
+        ref = self._task.remote(dataclasses.replace(job, timeout=self.limits.trial_timeout))
         self._running[ref] = (job.number, time.monotonic())
 
     def busy(self) -> bool:
@@ -350,8 +363,7 @@ class RayExecutor:
                 except (self._ray.exceptions.RayError, KeyboardInterrupt):  # the worker died or was killed
                     outcome.lost.append(number)
             for ref, (number, submitted) in list(self._running.items()):  # counted from submission: the backstop
-                if (self.trial_timeout is not None
-                        and time.monotonic() - submitted > self.trial_timeout + self.kill_grace_s):
+                if self.limits.overran(submitted):
                     self._ray.cancel(ref, force=True)
                     self._running.pop(ref)
                     outcome.timed_out.append(number)

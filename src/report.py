@@ -31,6 +31,7 @@ from src.tracking import Tracker
 from src.trial import Direction
 
 WITHIN = 0.01  # "trainings to come within 1% of the best known value"
+EVERY_STUDY = "## Every study"  # the heading that starts a report's per-study table
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def markdown(comparison: Comparison, summary: pd.DataFrame, table: pd.DataFrame)
               "is compared on equal terms there; `trainings_to_1pct` counts the trainings a study needed to come "
               "within 1% of the best value any study found.", "",
               shown.to_markdown(index=False), "", f"![best so far]({comparison.name}_best_so_far.png)", "",
-              "## Every study", "", table[[c for c in keep if c in table]].to_markdown(index=False, floatfmt=".6g"),
+              EVERY_STUDY, "", table[[c for c in keep if c in table]].to_markdown(index=False, floatfmt=".6g"),
               ""]
     return "\n".join(lines)
 
@@ -236,6 +237,11 @@ The studies themselves are in MLflow: `mlflow ui --backend-store-uri sqlite:///r
 """
 
 
+def summary_part(report: Path) -> str:
+    """A comparison report without its per-study table: the title, the summary table and the plot."""
+    return report.read_text().split(f"\n{EVERY_STUDY}")[0].rstrip()
+
+
 def index(root: Path) -> Path:
     """``root/README.md``: the summary part of every ``root/<name>/<name>.md``, links made relative to ``root``."""
     sections = [INDEX_INTRO]
@@ -243,7 +249,7 @@ def index(root: Path) -> Path:
         if report.stem != report.parent.name:
             continue
         folder = report.parent.name
-        head = report.read_text().split("## Every study")[0].rstrip()
+        head = summary_part(report)
         head = re.sub(r"^# ", "## ", head, count=1)
         head = re.sub(r"\]\((?!https?:)([^)]+)\)", rf"]({folder}/\1)", head)
         sections.append(f"{head}\n\nFull report: [{folder}/{report.name}]({folder}/{report.name})\n")

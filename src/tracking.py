@@ -326,17 +326,18 @@ class StudyRecord:
         number = run.data.tags["trial"]
         tries = sum(1 for _ in self._children(f"tags.trial = '{number}' and tags.interrupted = 'true'"))
         if tries < max_retries:
-            tags = [RunTag("interrupted", "true"), RunTag("error", f"interrupted: {reason}")]
+            self._fail(run, [RunTag("interrupted", "true"), RunTag("error", f"interrupted: {reason}")])
         else:
-            tags = [RunTag("error", f"gave up after {tries + 1} attempts: {reason}")]
-        self.client.log_batch(run.info.run_id, tags=tags)
-        self.client.set_terminated(run.info.run_id, "FAILED")
+            self._fail(run, [RunTag("error", f"gave up after {tries + 1} attempts: {reason}")])
 
     def fail_running(self, number: int, proposal: Proposal, error: str) -> None:
         """Fail a running trial for good (e.g. it ran past its time limit): it is not retried."""
         for run in self._attempt(number, proposal):
-            self.client.log_batch(run.info.run_id, tags=[RunTag("error", error)])
-            self.client.set_terminated(run.info.run_id, "FAILED")
+            self._fail(run, [RunTag("error", error)])
+
+    def _fail(self, run: Any, tags: list[RunTag]) -> None:
+        self.client.log_batch(run.info.run_id, tags=tags)
+        self.client.set_terminated(run.info.run_id, "FAILED")
 
     def write_summary(self, trials: list[Trial]) -> None:
         """Put the best trial and the counts on the parent run, so the UI shows them at a glance."""

@@ -70,7 +70,7 @@ class TrialPruned(Exception):
 
 
 class TrialTimeout(Exception):
-    """Raised in a trial that ran past its time limit (inline executor)."""
+    """Raised inside a trial that ran past its time limit, by whichever executor runs it."""
 
 
 def best_trial(trials: list[Trial], direction: Direction) -> Trial | None:

@@ -38,7 +38,7 @@ def test_data_stays_put_on_the_cpu():
 def test_compiling_keeps_the_models_own_state_dict_keys():
     model = build_model(CNN, (1, 8, 8), 2)
     keys = list(model.state_dict())
-    forward = prepare(model, "cpu", channels_last=True, compile=True)  # compiles lazily, at the first call
+    forward, _ = prepare(model, "cpu", channels_last=True, compile=True)  # compiles lazily, at the first call
     assert forward is not model and list(model.state_dict()) == keys
 
 

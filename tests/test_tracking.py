@@ -65,7 +65,6 @@ def test_a_study_tracks_to_an_http_tracking_server(tracking_server, study_name):
     assert artifacts == ["config.yaml"]
 
 
-
 def test_epoch_metrics_are_buffered_then_written_on_time_and_at_the_end(store, study_name):
     optimize(square, SPACE, n_trials=1, study=study_name, tracking_uri=store, progress=False)
     record = Tracker(store).load_study("hpo", study_name, SearchSpace.from_config(SPACE), Direction.MINIMIZE)

@@ -214,6 +214,7 @@ class Analysis:
     used: tuple[Run, ...]  # runs in the fit
     failed: tuple[int, ...]  # trial numbers of phase-1 runs without a value (left out, or counted as the worst)
     values: tuple[float, ...]  # their objective values
+    best: tuple[Run, float]  # the best phase-1 run that has a value of its own, and that value
     narrowed: pd.DataFrame  # one row per factor
     grid: tuple[Params, ...]
 
@@ -461,11 +462,11 @@ class FactorialGrid(Strategy):
             "aliases": [" = ".join(self.word(a) for a in term.aliases) for term in terms]
             + ([""] if centre.any() else []),
         })
-        measured = [(r, v) for r, v in zip(used, values) if r.number not in failed]
-        narrowed = self._narrow(effects, self._best_run(*zip(*measured))[0])
+        best = self._best_run([(r, v) for r, v in zip(used, values) if r.number not in failed])
+        narrowed = self._narrow(effects, best[0])
         grid = tuple(dict(zip(self.space, combo)) for combo in itertools.product(*narrowed["values"]))
         return Analysis(effects, terms, r2, adj_r2, df, error, float(stats.t.ppf(1 - self.alpha / 2, df)), dropped,
-                        used, failed, values, narrowed, grid)
+                        used, failed, values, best, narrowed, grid)
 
     # -- narrowing -----------------------------------------------------------------------------
 
@@ -494,9 +495,9 @@ class FactorialGrid(Strategy):
                          "better": better, "rule": policy, "values": chosen})
         return pd.DataFrame(rows).astype({"low": object, "high": object, "better": object})
 
-    def _best_run(self, used: Sequence[Run], values: Sequence[float]) -> tuple[Run, float]:
+    def _best_run(self, measured: Sequence[tuple[Run, float]]) -> tuple[Run, float]:
         """The phase-1 run with the lowest loss (the earliest on a tie)."""
-        return min(zip(used, values), key=lambda rv: (self.direction.loss(rv[1]), rv[0].number))
+        return min(measured, key=lambda rv: (self.direction.loss(rv[1]), rv[0].number))
 
     def _around(self, factor: Factor, better: Any, improving: int) -> list[Any]:
         """The better level plus ``count`` steps on the rule's side, mirrored at the limits."""
@@ -635,8 +636,7 @@ class FactorialGrid(Strategy):
             lines += ["", f"Best: trial {best.number} (grid point {best.number - self.n_phase1}), objective "
                       f"{best.value:.6g}", "", "| parameter | value |", "| --- | --- |"]
             lines += [f"| {name} | {value} |" for name, value in best.params.items()]
-        measured = [(r, v) for r, v in zip(analysis.used, analysis.values) if r.number not in analysis.failed]
-        run, value = self._best_run(*zip(*measured))
+        run, value = analysis.best
         lines += ["", f"Best phase-1 run for comparison: trial {run.number}, objective {value:.6g}."]
         return "\n".join(lines) + "\n"
 

@@ -4,7 +4,8 @@ Each piece is a no-op where it does not help, so the same config trains on a lap
 GPU: ``precision: auto`` autocasts to bf16 only on a CUDA device that supports it (bf16 needs no
 loss scaling, unlike fp16), ``channels_last`` only touches CNNs on CUDA (where cuDNN's NHWC kernels
 are faster; on the CPU it mostly costs conversions), and data moves to the GPU once per process
-when it fits in a fraction of the free memory, instead of batch by batch.
+(``on_device``, which the training objective caches) when it fits in a fraction of the free
+memory, instead of batch by batch.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ def uses_channels_last(model: nn.Module, device: str, channels_last: bool) -> bo
     return channels_last and is_cuda(device) and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
-def prepare(model: nn.Module, device: str, channels_last: bool, compile: bool) -> Callable[..., torch.Tensor]:
-    """Move ``model`` to ``device`` (NHWC where it helps) and return what to call for a forward pass.
+def prepare(model: nn.Module, device: str, channels_last: bool,
+            compile: bool) -> tuple[Callable[..., torch.Tensor], bool]:
+    """Move ``model`` to ``device`` (NHWC where it helps); return what to call for a forward pass and
+    whether batches must be NHWC too.
 
     The compiled module is returned separately so that ``model`` keeps its own state-dict keys
     (torch.compile's wrapper prefixes them), which per-epoch lineages save and reload.
@@ -51,9 +54,10 @@ def prepare(model: nn.Module, device: str, channels_last: bool, compile: bool) -
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    if uses_channels_last(model, device, channels_last):
+    nhwc = uses_channels_last(model, device, channels_last)
+    if nhwc:
         model.to(memory_format=torch.channels_last)
-    return torch.compile(model) if compile else model
+    return (torch.compile(model) if compile else model), nhwc
 
 
 def batch_format(x: torch.Tensor, nhwc: bool) -> torch.Tensor:

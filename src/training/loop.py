@@ -18,7 +18,7 @@ from torch import nn
 
 from src.data.splits import Splits
 from src.errors import ConfigError
-from src.training.accel import autocast, batch_format, on_device, prepare, uses_channels_last
+from src.training.accel import autocast, batch_format, prepare
 from src.training.metrics import classification_metrics
 
 Report = Callable[[int, Mapping[str, float]], None]
@@ -47,9 +47,7 @@ def fit(model: nn.Module, data: Splits, *, epochs: int, batch_size: int, lr: flo
     Epochs are numbered from ``first_epoch`` (a model that continues earlier training reports its
     place in the whole run). With ``epochs=0`` the untrained model is evaluated (reported as epoch 0).
     """
-    forward = prepare(model, device, channels_last, compile)
-    nhwc = uses_channels_last(model, device, channels_last)
-    data = on_device(data, device)
+    forward, nhwc = prepare(model, device, channels_last, compile)
     cast = autocast(device, precision)
     torch.manual_seed(seed)  # dropout draws from the global generator: seed it, so a replayed epoch repeats exactly
     opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
