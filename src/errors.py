@@ -19,6 +19,15 @@ class DataMissingError(FileNotFoundError):
     exit_code = 1
 
 
+class DataDamagedError(DataMissingError):
+    """A dataset file is on disk but unreadable (truncated, corrupt).
+
+    The message names the file and says to restore it with ``dvc pull --force`` (without ``--force`` DVC asks before
+    replacing a file that differs from its copy). A ``DataMissingError``, so the CLI reports it the same way: one
+    line, exit 1.
+    """
+
+
 class StudyConflictError(ValueError):
     """A study of that name exists with a different configuration, so resuming it would mix trials."""
 

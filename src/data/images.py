@@ -11,18 +11,19 @@ array, each split in member-name order, with the labels and class names beside t
 loads memory-map, so later trials and later processes never decode a JPEG again. A cache entry is
 a folder named after the archive's name, size and modification time (and, for Dogs vs Cats, the
 image size), so a changed archive (a new ``dvc pull``) is decoded again; it is written under a
-temporary name and renamed into place, so a crashed or concurrent decode never leaves half an
-entry. Entries of older archives are left where they are.
+temporary name and renamed into place, so a crashed, failed or concurrent decode never leaves half
+an entry. Entries of older archives are left where they are.
+
+A cut or corrupt archive (gzip's length and CRC-32 checks catch a change to what it holds), or a
+JPEG in it that Pillow cannot decode, is reported in one line that names the archive.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
-import shutil
 import struct
 import tarfile
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10
 
+from src.data.files import damaged, partial, reading
 from src.data.splits import Splits, holdout
 from src.errors import ConfigError, DataMissingError
 
@@ -39,6 +41,10 @@ DOGS_VS_CATS_ARCHIVE = "dogs_vs_cats_4000.tar.gz"
 CACHE_VERSION = 1  # part of every cache key: bump it when decoding changes, so old entries are not reused
 
 Arrays = dict[str, np.ndarray]
+
+# What Pillow raises for a cut or corrupt JPEG: OSError ("image file is truncated"; UnidentifiedImageError is one)
+# from Image.open, ValueError ("not enough image data") from Image.frombytes.
+JPEG_ERRORS = (OSError, ValueError)
 
 
 def load_cifar10(root: Path, cache: Path, seed: int, subset: int | None = None, val_size: int = 1000,
@@ -159,18 +165,10 @@ def _cached(cache: Path, key: str, build: Callable[[], Arrays]) -> Arrays:
     """The arrays ``build`` returns, saved once under ``cache/key`` and memory-mapped from there."""
     entry = cache / key
     if not entry.is_dir():
-        partial = cache / f".{key}.{uuid.uuid4().hex}.partial"
-        partial.mkdir(parents=True)
-        try:
+        with partial(entry) as folder:
+            folder.mkdir(parents=True)
             for name, array in build().items():
-                np.save(partial / f"{name}.npy", array)
-            try:
-                partial.rename(entry)
-            except OSError:  # another process renamed its own copy into place first
-                if not entry.is_dir():
-                    raise
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+                np.save(folder / f"{name}.npy", array)
     return {path.stem: np.load(path, mmap_mode="r") for path in entry.glob("*.npy")}
 
 
@@ -183,20 +181,22 @@ def _read_jpegs(archive: Path, folders: dict[str, str]) -> dict[str, list[tuple[
     ``extractfile`` on the gzip stream.
     """
     with open(archive, "rb") as file:
-        raw = gzip.decompress(file.read())
+        compressed = file.read()
     found: dict[str, list[tuple[str, str, bytes]]] = {split: [] for split in folders.values()}
-    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if (member.type in (tarfile.REGTYPE, tarfile.AREGTYPE) and len(parts) >= 3 and parts[-3] in folders
-                    and parts[-1].lower().endswith((".jpg", ".jpeg"))):
-                # a plain (not sparse) member's bytes lie at offset_data in the uncompressed archive
-                data = raw[member.offset_data:member.offset_data + member.size]
-                found[folders[parts[-3]]].append((member.name, parts[-2], data))
+    with reading(archive):
+        raw = gzip.decompress(compressed)
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:  # decompressed already
+            for member in tar:
+                parts = member.name.split("/")
+                if (member.type in (tarfile.REGTYPE, tarfile.AREGTYPE) and len(parts) >= 3 and parts[-3] in folders
+                        and parts[-1].lower().endswith((".jpg", ".jpeg"))):
+                    # a plain (not sparse) member's bytes lie at offset_data in the uncompressed archive
+                    data = raw[member.offset_data:member.offset_data + member.size]
+                    found[folders[parts[-3]]].append((member.name, parts[-2], data))
     classes = [sorted({label for _, label, _ in items}) for items in found.values()]
     if not all(classes) or any(names != classes[0] for names in classes):
-        raise DataMissingError(f"{archive} does not hold {'|'.join(folders)}/<class>/*.jpg images of the same classes "
-                               "in each split: run `dvc pull` to restore it")
+        raise damaged(archive, f"it does not hold {'|'.join(folders)}/<class>/*.jpg images of the same classes in "
+                               "each split")
     return {split: sorted(items) for split, items in found.items()}
 
 
@@ -222,14 +222,14 @@ def _decode_cifar10(archive: Path) -> Arrays:
     each image's size is read from its frame header first.
     """
     def decode(members: list[tuple[str, bytes]]) -> np.ndarray:
-        with Image.open(io.BytesIO(members[0][1]), formats=["JPEG"]) as first:
+        (first_name, first_data), pixels = members[0], []
+        with reading(archive, JPEG_ERRORS, first_name), Image.open(io.BytesIO(first_data), formats=["JPEG"]) as first:
             size = first.size
-        pixels = []
         for name, data in members:
             if _jpeg_size(data) != size:
-                raise DataMissingError(f"{archive}: {name} is not a {size[0]}x{size[1]} JPEG like {members[0][0]}: "
-                                       "run `dvc pull` to restore the archive")
-            pixels.append(Image.frombytes("RGB", size, data, "jpeg", "RGB", "").tobytes())
+                raise damaged(archive, f"{name} is not a {size[0]}x{size[1]} JPEG like {first_name}")
+            with reading(archive, JPEG_ERRORS, name):
+                pixels.append(Image.frombytes("RGB", size, data, "jpeg", "RGB", "").tobytes())
         nhwc = np.frombuffer(b"".join(pixels), dtype=np.uint8).reshape(len(members), size[1], size[0], 3)
         return np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))
 
@@ -252,8 +252,8 @@ def _decode_dogs_vs_cats(archive: Path, size: int) -> Arrays:
     """Every image as ``size`` x ``size`` uint8 NCHW (see ``load_dogs_vs_cats`` for how it is resized)."""
     def decode(members: list[tuple[str, bytes]]) -> np.ndarray:
         out = np.empty((len(members), 3, size, size), dtype=np.uint8)
-        for i, (_, data) in enumerate(members):
-            with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+        for i, (name, data) in enumerate(members):
+            with reading(archive, JPEG_ERRORS, name), Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
                 image.draft("RGB", (size, size))
                 square = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
             out[i] = np.asarray(square).transpose(2, 0, 1)

