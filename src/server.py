@@ -1,28 +1,40 @@
 """Start an MLflow tracking server for parallel workers, several studies or a team.
 
     python -m src.server                                   # SQLite in ./mlflow-server.db, 127.0.0.1:5000
-    python -m src.server --backend postgresql://user:pw@db/mlflow --host 0.0.0.0 --port 5000
+    python -m src.server --backend postgresql+psycopg2://user:pw@db/mlflow --host 0.0.0.0 --port 5000
+    python -m src.server --postgres                        # a throwaway local PostgreSQL, to try it out
 
 Then ``python -m src.tune ... tracking=server`` (or ``tracking.uri=http://host:port``). One file of
 SQLite serves one machine well (the server serialises its writes); a team sharing a server across
-machines wants PostgreSQL (``pip install psycopg2-binary``). The server binds to 127.0.0.1 unless
-told otherwise: MLflow has no authentication by default, so expose it only on a trusted network.
+machines wants PostgreSQL (``pip install -e '.[postgres]'`` installs psycopg2; name it in the URI as
+above, since SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3). The server binds to 127.0.0.1
+unless told otherwise: MLflow has no authentication by default, so expose it only on a trusted network.
 Artifacts (configs, plots, tables) are proxied by the server and stored under ``--artifacts``.
+
+``--postgres`` (and ``local_postgres``, which the tests use) runs Debian's PostgreSQL binaries on a
+temporary data folder, on 127.0.0.1 and a free port; the runs are gone when it stops.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 DEFAULT_BACKEND = "sqlite:///mlflow-server.db"
+DEBIAN_POSTGRES = Path("/usr/lib/postgresql")  # Debian keeps the server binaries here, one folder per version
+POSTGRES_PROGRAMS = ("initdb", "pg_ctl", "postgres")
+Owner = tuple[int, int]  # uid, gid
 
 
 def command(backend: str, host: str, port: int, artifacts: str, workers: int = 1) -> list[str]:
@@ -53,10 +65,11 @@ def wait_until_up(uri: str, process: subprocess.Popen, timeout_s: float = 90) ->
 
 
 @contextmanager
-def local_server(folder: Path, port: int | None = None) -> Iterator[str]:
-    """A throwaway server on 127.0.0.1 with its SQLite store and artifacts in ``folder``; yields its URI."""
+def local_server(folder: Path, port: int | None = None, backend: str | None = None) -> Iterator[str]:
+    """A throwaway server on 127.0.0.1 with its artifacts (and, unless ``backend`` says otherwise, its SQLite
+    store) in ``folder``; yields its URI."""
     port = port or free_port()
-    process = subprocess.Popen(command(f"sqlite:///{folder / 'server.db'}", "127.0.0.1", port,
+    process = subprocess.Popen(command(backend or f"sqlite:///{folder / 'server.db'}", "127.0.0.1", port,
                                        str(folder / "artifacts")),
                                cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     uri = f"http://127.0.0.1:{port}"
@@ -68,18 +81,113 @@ def local_server(folder: Path, port: int | None = None) -> Iterator[str]:
         process.wait(timeout=30)
 
 
+def postgres_bin() -> Path:
+    """The folder holding initdb, pg_ctl and postgres: PATH's, else Debian's newest version (not on PATH there)."""
+    on_path = shutil.which("initdb")
+    debian = sorted(DEBIAN_POSTGRES.glob("*/bin"), reverse=True,
+                    key=lambda folder: [int(part) for part in folder.parent.name.split(".") if part.isdigit()])
+    for folder in ([Path(on_path).resolve().parent] if on_path else []) + debian:
+        if all((folder / program).is_file() for program in POSTGRES_PROGRAMS):
+            return folder
+    raise RuntimeError(f"no PostgreSQL server binaries ({', '.join(POSTGRES_PROGRAMS)}) on PATH or under "
+                       f"{DEBIAN_POSTGRES}/*/bin: install Debian's `postgresql` package")
+
+
+def postgres_owner() -> Owner | None:
+    """Who PostgreSQL must run as: it refuses root, so root hands it to the ``postgres`` user; others run it."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        raise RuntimeError("running as root, and there is no `postgres` user to run PostgreSQL as") from None
+    return user.pw_uid, user.pw_gid
+
+
+def as_owner(owner: Owner | None) -> dict[str, object]:
+    """subprocess arguments that run a program as ``owner`` (with none of root's groups), or as ourselves."""
+    return {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
+
+
+def run_postgres_program(args: list[str], cwd: Path, owner: Owner | None, stdin: str | None = None,
+                         log: Path | None = None) -> None:
+    """Run initdb, pg_ctl or postgres as ``owner``; raise RuntimeError with its output (and the server log) if it
+    fails. Single-user mode exits 0 after a failed statement, so an ``ERROR:`` in its output counts as failing."""
+    done = subprocess.run(args, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120, **as_owner(owner))
+    if done.returncode != 0 or "ERROR:" in done.stderr:
+        output = done.stdout + done.stderr + (log.read_text(errors="replace") if log and log.is_file() else "")
+        raise RuntimeError(f"`{' '.join(args)}` failed with code {done.returncode}: {output.strip()[-2000:]}")
+
+
+def configure_postgres(data: Path, port: int) -> None:
+    """Listen on 127.0.0.1 only, at ``port``, with the unix socket in the data folder (not the shared
+    /var/run/postgresql, which may not exist or belong to a system cluster)."""
+    settings = {"listen_addresses": "127.0.0.1", "port": port, "unix_socket_directories": str(data)}
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write("\n# local_postgres\n")
+        for name, value in settings.items():
+            quoted = str(value).replace("'", "''")
+            conf.write(f"{name} = '{quoted}'\n")
+
+
+@contextmanager
+def local_postgres(folder: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 with an empty database ``mlflow``; yields its SQLAlchemy URI.
+
+    The URI names the psycopg2 driver: SQLAlchemy 2.1 takes a bare ``postgresql://`` to mean psycopg 3.
+
+    Its data and log go in ``folder``, except as root: PostgreSQL then runs as the ``postgres`` user, who may not
+    reach ``folder`` (pytest's are 0700 root), so they go in a folder of its own under /tmp, removed afterwards.
+    Raises RuntimeError, saying why, when the binaries are missing or the server does not start.
+    """
+    bin_dir, owner = postgres_bin(), postgres_owner()
+    work = Path(tempfile.mkdtemp(prefix="local-postgres-", dir="/tmp")) if owner else folder
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        if owner:
+            os.chown(work, *owner)
+        data, log, port = work / "data", work / "postgres.log", free_port()
+        run_postgres_program([str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres",
+                              "--locale=C", "--encoding=UTF8", "--no-sync"], work, owner)
+        configure_postgres(data, port)
+        run_postgres_program([str(bin_dir / "postgres"), "--single", "-D", str(data), "postgres"], work, owner,
+                             stdin="CREATE DATABASE mlflow;\n")
+        pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data), "-w"]
+        try:
+            run_postgres_program([*pg_ctl, "start", "-l", str(log)], work, owner, log=log)
+            yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
+        finally:
+            subprocess.run([*pg_ctl, "stop", "-m", "fast"], cwd=work, capture_output=True, timeout=120,
+                           **as_owner(owner))  # not checked: after a failed start there is nothing to stop
+    finally:
+        if owner:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default=DEFAULT_BACKEND, help="SQLAlchemy URI of the run store")
+    backend = parser.add_mutually_exclusive_group()
+    backend.add_argument("--backend", default=DEFAULT_BACKEND, help="SQLAlchemy URI of the run store")
+    backend.add_argument("--postgres", action="store_true",
+                         help="store the runs in a throwaway local PostgreSQL (gone when the server stops)")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines")
     parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--artifacts", default=str(Path("mlartifacts").resolve()), help="where artifacts are kept")
+    parser.add_argument("--artifacts", help="where artifacts are kept (default ./mlartifacts; with --postgres, in "
+                                             "its temporary folder, deleted with the runs)")
     parser.add_argument("--workers", type=int, default=1,
                         help="server processes (more serve more clients, but each kept-alive request gets slower)")
     args = parser.parse_args()
-    line = command(args.backend, args.host, args.port, args.artifacts, args.workers)
-    print(f"tracking URI: http://{args.host}:{args.port}   ({' '.join(line[1:])})", flush=True)
-    sys.exit(subprocess.call(line))
+    with ExitStack() as stack:
+        artifacts = Path("mlartifacts")
+        if args.postgres:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlflow-postgres-")))
+            args.backend = stack.enter_context(local_postgres(folder))
+            artifacts = folder / "artifacts"
+        line = command(args.backend, args.host, args.port, str(Path(args.artifacts or artifacts).resolve()),
+                       args.workers)
+        print(f"tracking URI: http://{args.host}:{args.port}   ({' '.join(line[1:])})", flush=True)
+        code = subprocess.call(line)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
