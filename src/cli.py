@@ -8,22 +8,33 @@ from contextlib import contextmanager
 
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
-from src.errors import ConfigError, DataMissingError, StudiesFailedError, StudyConflictError
+from src.errors import (
+    ConfigError,
+    DataMissingError,
+    NoTrialCompletedError,
+    StudiesFailedError,
+    StudyConflictError,
+    Terminated,
+)
 
 
 @contextmanager
 def cli_errors() -> Iterator[None]:
-    """Config mistakes exit 2, a missing dataset 1, Ctrl-C 130; anything else keeps its traceback."""
+    """Config mistakes exit 2, missing data or no completed trial 1, Ctrl-C 130, SIGTERM 143; anything
+    else keeps its traceback."""
     try:
         yield
-    except (ConfigError, DataMissingError, StudiesFailedError, StudyConflictError) as error:
+    except (ConfigError, DataMissingError, NoTrialCompletedError, StudiesFailedError, StudyConflictError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
     except (MissingConfigException, ConfigCompositionException, OverrideParseException) as error:
         print(f"error: {hydra_message(error)}", file=sys.stderr)
         sys.exit(2)
+    except Terminated:
+        print("terminated: re-run the same command to resume the study", file=sys.stderr)
+        sys.exit(Terminated.exit_code)
     except KeyboardInterrupt:
-        print("interrupted: the running trial will run again when the same command is re-run", file=sys.stderr)
+        print("interrupted: re-run the same command to resume the study", file=sys.stderr)
         sys.exit(130)
 
 

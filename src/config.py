@@ -5,21 +5,19 @@ Every failure is a ``ConfigError`` naming the dotted key, so the CLI can print o
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
-from src.execution import make_executor
+from src.execution import DEVICE, make_executor
 from src.pruning import Pruner
 from src.space import SearchSpace
 from src.strategies import make_strategy
 from src.trial import Direction
 
-STUDY_KEYS = ("dataset", "model", "trainer")  # with seed, objective, space and strategy: what a study is
+STUDY_KEYS = ("dataset", "model", "trainer", "objective")  # with seed, space and strategy: what a study is
 NOT_STUDY_KEYS = {"dataset": ("download",)}  # settings that do not change results
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def validate(cfg: DictConfig) -> SearchSpace:
@@ -35,7 +33,7 @@ def validate(cfg: DictConfig) -> SearchSpace:
     _integer(cfg, "trainer.batch_size", minimum=1)
     if not str(cfg.study).strip():
         raise ConfigError("study", "the study name must not be empty")
-    if not _DEVICE.match(str(cfg.device)):
+    if not DEVICE.match(str(cfg.device)):
         raise ConfigError("device", f"expected auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
     try:
         direction = Direction(cfg.objective.direction)
@@ -53,6 +51,14 @@ def validate(cfg: DictConfig) -> SearchSpace:
     except TypeError as error:
         raise ConfigError("pruner", str(error)) from None
     _integer(cfg, "max_retries", minimum=0)
+    if not isinstance(cfg.retry_failed, bool):
+        raise ConfigError("retry_failed", f"must be true or false, got {cfg.retry_failed!r}")
+    for key in ("heartbeat.interval_s", "heartbeat.stale_after_s"):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigError(key, f"must be a positive number of seconds, got {value!r}")
+    if not cfg.heartbeat.stale_after_s > 2 * cfg.heartbeat.interval_s:
+        raise ConfigError("heartbeat.stale_after_s", "must exceed twice heartbeat.interval_s")
     return space
 
 

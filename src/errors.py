@@ -43,3 +43,15 @@ class StudiesFailedError(RuntimeError):
         super().__init__(f"{len(failures)} studies failed (see the report): "
                          + "; ".join(f"{study}: {error}" for study, error in failures.items()))
         self.failures = failures
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM: handled as Ctrl-C is (the trial is interrupted, the CLI exits 143)."""
+
+    exit_code = 143
+
+
+class NoTrialCompletedError(RuntimeError):
+    """A study ended without one completed trial: there is no best trial to report."""
+
+    exit_code = 1

@@ -1,30 +1,36 @@
 """Running trials: the job every worker runs, and the executors that schedule it.
 
-A job is ``run_trial``: it opens the trial's child run under the study's parent, calls the
-objective, and records how it ended. Executors only decide where jobs run; the driver asks an
-executor how many slots are free, hands it that many proposals, and waits for an ``Outcome``:
-finished trials, trials whose worker was lost (retried up to a limit), and trials stopped for
-running past ``trial_timeout`` (failed for good).
+A job is ``run_trial``: it calls the objective and records how it ended in the trial's child run,
+which the driver created and claimed before handing the job out. Executors only decide where jobs
+run; the driver asks an executor how many slots are free, hands it that many proposals, and waits
+for an ``Outcome``: finished trials, trials whose worker was lost (retried up to a limit), and
+trials stopped for running past ``trial_timeout`` (failed for good).
 
-The time limit is enforced twice: inside the trial, by an alarm that raises ``TrialTimeout`` (the
-trial fails cleanly, with its error recorded), and, for trials stuck where Python cannot raise
-(native code holding the interpreter), by the process and Ray executors killing the worker
-``kill_grace_s`` later.
+The time limit counts the trial only: it starts when the objective is called, after the worker
+has started, imported what it needs and run the objective's optional ``setup()`` (the CLI's
+objective loads its data there). It is enforced twice: inside the trial, by an alarm that raises
+``TrialTimeout`` (the trial fails cleanly, with its error recorded), and, for trials stuck where
+Python cannot raise (native code holding the interpreter), by the process and Ray executors
+killing the worker ``kill_grace_s`` later.
 
 - ``inline``: in the driver's process, one at a time.
 - ``process``: ``n_workers`` local worker processes (spawned, so CUDA and threads are safe); each
-  loads its data once and keeps it; a worker that dies is replaced.
+  loads its data once and keeps it; a worker that dies is replaced; workers die with their driver.
 - ``ray``: tasks on a Ray cluster (``address``; none starts a local one) with per-trial
   ``num_cpus`` and ``num_gpus`` (fractions allowed), so trials land on the cluster's GPUs.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import inspect
 import math
 import multiprocessing
+import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -44,6 +50,8 @@ if TYPE_CHECKING:  # MLflow loads where trials run, not in a config check that i
     from src.tracking import TrialRecorder, TrialSink
 
 Objective = Callable[..., float | Mapping[str, float]]
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies (Linux)
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class TrialJob:
 
     objective: Objective
     sink: TrialSink
+    run_id: str  # the trial's child run, created and claimed by the driver
     number: int
     proposal: Proposal
     seed: int
@@ -73,12 +82,24 @@ class Outcome:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` means CUDA when present, else the CPU."""
-    if device != "auto":
+    """``auto`` means CUDA when present, else the CPU; a device this machine lacks is a config error."""
+    if not DEVICE.match(str(device)):
+        raise ConfigError("device", f"expected auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    if device == "cpu":
         return device
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device", "mps: this machine has no Apple GPU; use device=cpu or device=auto")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            have = f"it has {count} CUDA GPU(s)" if count else "no CUDA GPU is available here"
+            raise ConfigError("device", f"{device}: {have}; use device=cpu or device=auto")
+    return device
 
 
 def objective_value(result: float | Mapping[str, float], metric: str | None) -> float:
@@ -90,15 +111,16 @@ def objective_value(result: float | Mapping[str, float], metric: str | None) -> 
     return float(result)
 
 
-def run_trial(job: TrialJob) -> Trial:
+def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None) -> Trial:
     """Run one trial and record it; an exception or a NaN makes it FAILED, never stops the study.
 
     A pruner's verdict (raised from ``report``) makes it PRUNED; KeyboardInterrupt marks it
-    interrupted (to be run again on resume) and propagates.
+    interrupted (to be run again on resume) and propagates. ``on_start`` is called when the trial
+    proper starts (after the objective's ``setup``), which is when its time limit starts counting.
     """
     from src.tracking import TrialRecorder
 
-    recorder = TrialRecorder(job.sink, job.number, job.proposal, job.device, curve_metric=job.metric)
+    recorder = TrialRecorder(job.sink, job.run_id, curve_metric=job.metric)
 
     def report(epoch: int, metrics: Mapping[str, float]) -> None:
         recorder.report(epoch, metrics)
@@ -112,6 +134,11 @@ def run_trial(job: TrialJob) -> Trial:
     start = time.perf_counter()
     try:
         takes_context = len(inspect.signature(job.objective).parameters) > 1
+        if callable(getattr(job.objective, "setup", None)):
+            job.objective.setup()
+        if on_start is not None:
+            on_start()
+        start = time.perf_counter()
         with _time_limit(job.timeout):
             result = (job.objective(job.proposal.params, context) if takes_context
                       else job.objective(job.proposal.params))
@@ -198,15 +225,38 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _work(index: int, tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
-    """A worker process: run the jobs it is handed until it gets None.
+def _work(index: int, tasks: multiprocessing.Queue, results: multiprocessing.Queue, driver: int) -> None:
+    """A worker process: run the jobs it is handed until it gets None, and die with its driver.
 
-    It says when each job starts, so the time limit does not count the worker's start-up.
+    It says when each trial starts, so the time limit does not count the worker's start-up.
     """
+    _die_with(driver)
+    import src.tracking  # noqa: F401 - imported before the first trial, not inside its time limit
+
     while (payload := tasks.get()) is not None:
         job: TrialJob = cloudpickle.loads(payload)
-        results.put((index, None))
-        results.put((index, run_trial(dataclasses.replace(job, device=_worker_device(job.device, index)))))
+        job = dataclasses.replace(job, device=_worker_device(job.device, index))
+        results.put((index, run_trial(job, on_start=lambda: results.put((index, None)))))
+
+
+def _die_with(driver: int) -> None:
+    """End this worker when its driver dies, so no trial outlives the process that owns it.
+
+    Linux delivers SIGKILL on the parent's death (prctl); elsewhere a thread watches the parent pid.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+
+        def watch() -> None:
+            while os.getppid() == driver:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="hpo-driver-watch", daemon=True).start()
+    if os.getppid() != driver:  # the driver died before the signal was armed
+        os._exit(1)
 
 
 def _worker_device(device: str, index: int) -> str:
@@ -259,7 +309,7 @@ class ProcessExecutor:
 
     def _start(self, index: int) -> _Worker:
         tasks = self._context.Queue()
-        process = self._context.Process(target=_work, args=(index, tasks, self._results), daemon=True,
+        process = self._context.Process(target=_work, args=(index, tasks, self._results, os.getpid()), daemon=True,
                                         name=f"hpo-worker-{index}")
         process.start()
         return _Worker(process, tasks)

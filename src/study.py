@@ -1,40 +1,43 @@
 """The Python API: ``optimize`` runs a tracked, resumable study of any objective.
 
-The driver loop is the same for every strategy and executor: read the history back from MLflow,
-ask the strategy for parameters for the trial numbers still free, hand them to the executor, and
-repeat until every number below the budget is finished or the strategy says it is done.
+It checks its arguments, opens (or reopens) the study's parent run and hands the loop to
+``src.driver``. Several processes may call it with the same study at once: each trial number
+still runs once, and a trial whose process died runs again.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from src.errors import ConfigError
+from src.driver import Driver, Liveness
+from src.errors import ConfigError, Terminated
 from src.execution import Executor, Objective, TrialJob, make_executor, resolve_device
 from src.pruning import Pruner
 from src.space import SearchSpace
-from src.strategies import Strategy, make_strategy
-from src.tracking import StudyRecord, StudySpec, Tracker, flatten
-from src.trial import Direction, Proposal, Trial, TrialState, best_trial
+from src.strategies import make_strategy
+from src.tracking import StudySpec, Tracker, flatten
+from src.trial import Direction, Trial, best_trial
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
-ARTIFACT_INTERVAL_S = 30.0  # how often it refreshes the strategy's tables and plots there
 
 
 @dataclass(frozen=True)
 class StudyResult:
-    """How a study ended: its best trial (None if none completed), parent run id and all trials."""
+    """How a study ended: its best trial (None if none completed), parent run id and all trials.
+
+    ``errors`` counts the errors that ended its failed trials (first line of each), commonest first.
+    """
 
     best: Trial | None
     parent_run_id: str
     trials: list[Trial]
+    errors: dict[str, int] = field(default_factory=dict)
 
 
 def optimize(
@@ -60,19 +63,28 @@ def optimize(
     fresh: bool = False,
     pruner: Pruner | Mapping[str, Any] | None = None,
     max_retries: int = 2,
+    retry_failed: bool = False,
+    heartbeat_interval_s: float = 10.0,
+    stale_after_s: float = 60.0,
 ) -> StudyResult:
     """Tune ``objective`` over ``space`` and track every trial in MLflow.
 
     ``objective(params)`` or ``objective(params, trial)`` returns a number, or a mapping holding
     ``metric``; ``trial`` (a ``TrialContext``) carries the trial's seed and device and a
-    ``report(epoch, metrics)`` callback that logs learning curves. Running the same call again
-    resumes the study of that name: finished trials are kept, interrupted ones run again, and a
-    larger ``n_trials`` adds only the missing trials. ``config`` is whatever else defines the study
-    (dataset, model, ...): it is recorded, and a resume with a different one is refused.
-    ``fresh=True`` deletes an existing study of that name first (a pipeline re-running a stage).
-    ``executor`` runs trials inline or in parallel (``src.execution``); a trial whose worker is lost
-    runs again at most ``max_retries`` times. ``pruner`` (``src.pruning``) stops running trials whose
-    ``metric`` curve is clearly worse than their finished siblings'.
+    ``report(epoch, metrics)`` callback that logs learning curves. An objective may have a
+    ``setup()`` method: it runs before the trial's time limit starts (load data there). Running the
+    same call again resumes the study of that name: finished trials are kept, interrupted ones run
+    again with their parameters, and a larger ``n_trials`` adds only the missing trials; any number
+    of processes may run it at once and each trial still runs once. ``config`` is whatever else
+    defines the study (dataset, model, ...): it is recorded, and a resume with a different one is
+    refused. ``fresh=True`` deletes an existing study of that name first (a pipeline re-running a
+    stage); ``retry_failed=True`` runs its failed trials again. ``executor`` runs trials inline or
+    in parallel (``src.execution``); a trial whose worker dies runs again at most ``max_retries``
+    times (a stopped or killed driver does not count). A running trial's heartbeat is refreshed
+    every ``heartbeat_interval_s``; other processes take a trial on another host whose heartbeat
+    is older than ``stale_after_s`` as dead. ``pruner`` (``src.pruning``) stops running trials whose
+    ``metric`` curve is clearly worse than their finished siblings'. SIGTERM stops the study as
+    Ctrl-C does (raising ``Terminated``).
     """
     space = space if isinstance(space, SearchSpace) else SearchSpace.from_config(space)
     try:
@@ -84,6 +96,10 @@ def optimize(
     stopper = pruner if isinstance(pruner, Pruner) else Pruner(**(pruner or {}))
     if stopper.active and metric is None:
         raise ConfigError("metric", "a pruner watches the objective's metric: name it (metric=...)")
+    liveness = _liveness(heartbeat_interval_s, stale_after_s, poll_interval_s)
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigError("max_retries", f"must be an integer >= 0, got {max_retries!r}")
+    device = resolve_device(device)
     runner = make_executor(executor) if isinstance(executor, str) else executor
     name = study or f"{strategy}-{getattr(objective, '__name__', type(objective).__name__)}"
     identity = {"seed": seed, "direction": goal.value, "metric": metric or "",
@@ -92,20 +108,24 @@ def optimize(
                      {"strategy": strategy, **(tags or {})}, config_text)
 
     record = Tracker(tracking_uri).open_study(spec, space, fresh=fresh)
-    record.reap_dead_trials(max_retries)
+    record.stale_after_s = stale_after_s
+    if retry_failed:
+        record.retry_failed()
+    make_job = partial(TrialJob, objective=objective, sink=record.sink, seed=seed, device=device, metric=metric,
+                       space=space, direction=goal, pruner=stopper)
+    driver = Driver(record, chosen, runner, budget, make_job, device, name, progress, max_retries, liveness)
     status = "FAILED"
     try:
-        make_job = partial(TrialJob, objective=objective, sink=record.sink, seed=seed, device=resolve_device(device),
-                           metric=metric, space=space, direction=goal, pruner=stopper)
-        trials = _drive(record, chosen, runner, budget, make_job, name, progress, poll_interval_s, max_retries)
+        with _sigterm_interrupts():
+            trials = driver.run()
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        runner.close()
+        driver.stop()
         record.end(status)
-    return StudyResult(best_trial(trials, goal), record.run_id, trials)
+    return StudyResult(best_trial(trials, goal), record.run_id, trials, dict(record.errors().most_common()))
 
 
 def _budget(n_trials: int | None, strategy_max: int | None, strategy: str) -> int:
@@ -118,59 +138,31 @@ def _budget(n_trials: int | None, strategy_max: int | None, strategy: str) -> in
     return n_trials
 
 
-def _drive(record: StudyRecord, strategy: Strategy, runner: Executor, budget: int, make_job: Callable[..., TrialJob],
-           name: str, progress: bool, poll_interval_s: float, max_retries: int) -> list[Trial]:
-    """The loop: propose for the free numbers, run, settle what the executor reports, re-read."""
-    history = record.history()
-    inflight: dict[int, Proposal] = {}  # submitted, maybe not yet in MLflow: pending for the strategy
-    bar = tqdm(total=budget, initial=_done(history, budget), desc=name, unit="trial", disable=not progress,
-               dynamic_ncols=True)
-    finished = False
-    summarised = explained = time.monotonic()
-    with bar:
-        while True:
-            recorded = {t.number for t in history}
-            view = history + [Trial(n, p.params, TrialState.RUNNING, tags=p.tags) for n, p in inflight.items()
-                              if n not in recorded]
-            taken = recorded | set(inflight)
-            free = [k for k in range(budget) if k not in taken][: runner.free_slots()]
-            if free and not finished:
-                decision = strategy.propose(view, free)
-                finished = decision.finished
-                for number, proposal in zip(free, decision.proposals):
-                    runner.submit(make_job(number=number, proposal=proposal))
-                    inflight[number] = proposal
-            if runner.busy():
-                outcome = runner.wait()
-                for trial in outcome.finished:
-                    inflight.pop(trial.number, None)
-                for number in outcome.lost:
-                    record.lost(number, inflight.pop(number), "its worker died", max_retries)
-                for number in outcome.timed_out:
-                    record.fail_running(number, inflight.pop(number),
-                                        "TrialTimeout: the trial ran past its time limit and was stopped")
-            elif any(t.state is TrialState.RUNNING for t in history):
-                time.sleep(poll_interval_s)  # trials owned by another process of this study
-            elif finished or not free:
-                break
-            else:
-                raise RuntimeError(f"strategy {strategy.name!r} proposed nothing while no trial is running")
-            history = record.history()
-            best = best_trial(history, strategy.direction)
-            if time.monotonic() - summarised >= SUMMARY_INTERVAL_S:
-                record.write_summary(history)
-                summarised = time.monotonic()
-            if time.monotonic() - explained >= ARTIFACT_INTERVAL_S:
-                record.log_artifacts(strategy.artifacts(history))
-                explained = time.monotonic()
-            bar.n = _done(history, budget)
-            if best is not None:
-                bar.set_postfix(best=f"{best.value:.4g}", refresh=False)
-            bar.refresh()
-    record.write_summary(history)
-    record.log_artifacts(strategy.artifacts(history))
-    return history
+def _liveness(heartbeat_interval_s: float, stale_after_s: float, poll_interval_s: float) -> Liveness:
+    if not heartbeat_interval_s > 0:
+        raise ConfigError("heartbeat_interval_s", f"must be > 0 seconds, got {heartbeat_interval_s!r}")
+    if not stale_after_s > 2 * heartbeat_interval_s:
+        raise ConfigError("stale_after_s", f"must exceed twice the heartbeat interval ({heartbeat_interval_s} s), "
+                                           f"got {stale_after_s!r}")
+    if not poll_interval_s > 0:
+        raise ConfigError("poll_interval_s", f"must be > 0 seconds, got {poll_interval_s!r}")
+    return Liveness(heartbeat_interval_s, stale_after_s, poll_interval_s)
 
 
-def _done(history: list[Trial], budget: int) -> int:
-    return sum(t.finished and t.number < budget for t in history)
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread, so it stops a study as Ctrl-C
+    does: the running trial is marked interrupted and the parent KILLED. A second SIGTERM kills at once."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated("the study's process received SIGTERM")
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import src.resolvers  # noqa: F401 - registers the resolvers the configs use
 from src.cli import cli_errors
+from src.errors import NoTrialCompletedError
 
 if TYPE_CHECKING:
     from src.study import StudyResult
@@ -32,7 +33,13 @@ def run(cfg: DictConfig) -> StudyResult:
 
     space = validate(cfg)
 
-    from src.execution import make_executor
+    from src.execution import make_executor, resolve_device
+    from src.tracking import check
+
+    check(cfg.tracking.uri)  # a store this process cannot use, or a GPU this machine lacks, fails here, in seconds
+    if cfg.device not in ("auto", "cpu"):
+        resolve_device(cfg.device)
+
     from src.study import optimize
     from src.tracking import Tracker
     from src.training.objective import TrainingObjective
@@ -46,6 +53,8 @@ def run(cfg: DictConfig) -> StudyResult:
         config_text=OmegaConf.to_yaml(cfg, resolve=True),
         tags={"dataset": cfg.dataset.name, "model": cfg.model.name}, progress=cfg.progress, fresh=cfg.fresh,
         pruner=OmegaConf.to_container(cfg.pruner, resolve=True), max_retries=cfg.max_retries,
+        retry_failed=cfg.retry_failed, heartbeat_interval_s=cfg.heartbeat.interval_s,
+        stale_after_s=cfg.heartbeat.stale_after_s,
     )
     if result.best is not None and cfg.dataset.task == "classification":
         attach_confusion_matrix(Tracker(cfg.tracking.uri), result)
@@ -63,7 +72,18 @@ def run(cfg: DictConfig) -> StudyResult:
     if cfg.summary:
         Path(cfg.summary).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.summary).write_text(json.dumps(summary, indent=2) + "\n")
+    if result.best is None:
+        raise NoTrialCompletedError(no_trial_completed(cfg.study, result))
     return result
+
+
+def no_trial_completed(study: str, result: StudyResult) -> str:
+    """One line: how many trials ran, and the error that ended most of them."""
+    line = f"no trial of study {study!r} completed ({len(result.trials)} ran)"
+    if result.errors:
+        error, count = next(iter(result.errors.items()))
+        line += f"; the commonest error ({count} of {sum(result.errors.values())} failed): {error}"
+    return line
 
 
 def attach_confusion_matrix(tracker: Tracker, result: StudyResult) -> None:

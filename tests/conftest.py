@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 import src.resolvers  # noqa: F401 - the resolvers the configs use
-from src.server import local_server
+from src.server import local_postgres, local_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -59,7 +60,8 @@ def runs(uri: str, filter_string: str = "") -> list:
 
 
 def children(uri: str, parent_run_id: str) -> list:
-    return runs(uri, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    """The trial runs (every attempt) of a study; its claim ledger, the other child run, is left out."""
+    return runs(uri, f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.trial != ''")
 
 
 def cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -73,3 +75,27 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One MLflow tracking server (127.0.0.1, SQLite behind it) for the tests that need a server."""
     with local_server(tmp_path_factory.mktemp("server")) as uri:
         yield uri
+
+
+@pytest.fixture(scope="session")
+def postgres_tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One MLflow tracking server with a throwaway PostgreSQL behind it (both on 127.0.0.1). Skips, saying why,
+    where PostgreSQL cannot start; a server that fails on a running PostgreSQL fails the test."""
+    pytest.importorskip("psycopg2", reason="PostgreSQL unavailable: no driver (pip install -e '.[postgres]')")
+    folder = tmp_path_factory.mktemp("postgres")
+    with ExitStack() as stack:
+        try:
+            backend = stack.enter_context(local_postgres(folder))
+        except RuntimeError as reason:
+            pytest.skip(f"PostgreSQL unavailable: {reason}")
+        yield stack.enter_context(local_server(folder, backend=backend))
+
+
+@pytest.fixture(params=["sqlite", "sqlite-server", "postgres-server"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store several processes write at once: a local SQLite file, or a tracking server with SQLite or
+    PostgreSQL behind it, so tests of concurrent writers run on each."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    server = {"sqlite-server": "tracking_server", "postgres-server": "postgres_tracking_server"}[request.param]
+    return request.getfixturevalue(server)

@@ -114,7 +114,7 @@ def start_and_stop_mid_trial(uri: str, args: list[str], sig: signal.Signals) -> 
 
 def test_killed_cli_study_resumes_and_runs_every_trial_once(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [*TINY, "dataset.subset=1500", "n_trials=20", f"tracking.uri={uri}", "study=killed"]
+    args = [*TINY, "dataset.subset=1500", "trainer.epochs=3", "n_trials=20", f"tracking.uri={uri}", "study=killed"]
     start_and_stop_mid_trial(uri, args, signal.SIGKILL)
 
     resumed = cli(*args)
@@ -131,7 +131,7 @@ def test_killed_cli_study_resumes_and_runs_every_trial_once(tmp_path):
 
 def test_ctrl_c_marks_the_trial_interrupted_and_the_study_killed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [*TINY, "dataset.subset=1500", "n_trials=100", f"tracking.uri={uri}", "study=ctrl-c"]
+    args = [*TINY, "dataset.subset=1500", "trainer.epochs=3", "n_trials=100", f"tracking.uri={uri}", "study=ctrl-c"]
     process = start_and_stop_mid_trial(uri, args, signal.SIGINT)
     assert process.returncode == 130
     assert "re-run" in process.stderr.read().strip().splitlines()[-1]

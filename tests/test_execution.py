@@ -92,7 +92,7 @@ def test_two_process_workers_run_every_trial_exactly_once_and_in_parallel(store,
                       executor=ProcessExecutor(n_workers=2))
     kids = children(store, result.parent_run_id)
     assert finished_numbers(store, result.parent_run_id) == [0, 1, 2, 3, 4, 5] and len(kids) == 6
-    assert len({r.data.tags["pid"] for r in kids}) == 2
+    assert len({r.data.tags["worker"] for r in kids}) == 2
     spans = sorted((r.info.start_time, r.info.end_time) for r in kids)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))  # two trials at once
     reference = optimize(square, SPACE, n_trials=6, study=f"{study_name}-inline", tracking_uri=store,

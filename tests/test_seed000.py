@@ -5,7 +5,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from src.compare import compare
-from tests.conftest import ROOT, runs
+from tests.conftest import ROOT, children, runs
 
 TINY = [  # three of the five hyperparameters, two samples each, one epoch
     "samples=2", "trainer.epochs=1", "space.model.num_layers.values=[1,2]", "~space.model.cell_activation",
@@ -39,7 +39,7 @@ def test_t_sampling_against_brute_force_and_the_report(dataset, store, tmp_path)
     table = pd.read_csv(out / f"seed000_{dataset}_studies.csv").set_index("variant")
     assert table.loc["brute_force", "trainings"] == 3 * 2 * 3 * 2  # nodes x layers x steps x samples
     parent = studies[f"seed000_{dataset}-t_sampling-s0-smoke"].info.run_id
-    staged = runs(store, f"tags.`mlflow.parentRunId` = '{parent}'")
+    staged = children(store, parent)
     first = [r for r in staged if r.data.tags["strategy.stage"] == "1"]
     second = [r for r in staged if r.data.tags["strategy.stage"] == "2"]
     assert len(first) == 3 * 2 * 2 and len(first) + len(second) == table.loc["t_sampling", "trainings"]

@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from src import optimize
 from src.space import SearchSpace
 from src.tracking import Tracker, TrialRecorder, default_artifact_location
+from src.tracking.record import REFRESH_MARGIN_MS
 from src.trial import Direction, Proposal, TrialState
 from tests.conftest import children
 
@@ -28,7 +29,7 @@ def test_history_reads_only_what_changed(store, study_name, monkeypatch):
     optimize(square, SPACE, n_trials=30, study=study_name, tracking_uri=store, progress=False)
     tracker = Tracker(store)
     record = tracker.load_study("hpo", study_name, SearchSpace.from_config(SPACE), Direction.MINIMIZE)
-    time.sleep(0.5)  # runs newer than the refresh margin are read once more, by design
+    time.sleep(REFRESH_MARGIN_MS / 1000 + 0.1)  # runs newer than the refresh margin are read once more, by design
     assert len(record.history()) == 30
     read = []
     search = record.client.search_runs
@@ -46,14 +47,44 @@ def test_running_trials_of_dead_processes_are_marked_interrupted(store, study_na
     optimize(square, SPACE, n_trials=1, study=study_name, tracking_uri=store, progress=False)
     tracker = Tracker(store)
     record = tracker.load_study("hpo", study_name, SearchSpace.from_config(SPACE), Direction.MINIMIZE)
-    TrialRecorder(record.sink, 1, Proposal({"x": 0.5}), "cpu")  # running, and alive: this process
+    record.history()
+    record.start_trial(1, Proposal({"x": 0.5}), "cpu")  # running, and alive: this process
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    orphan = TrialRecorder(record.sink, 2, Proposal({"x": 0.25}), "cpu")
-    MlflowClient(store).set_tag(orphan.run_id, "pid", gone.stdout.strip())
-    assert record.reap_dead_trials() == 1
-    assert MlflowClient(store).get_run(orphan.run_id).data.tags["interrupted"] == "true"
+    orphan = record.start_trial(2, Proposal({"x": 0.25}), "cpu")
+    MlflowClient(store).set_tag(orphan, "pid", gone.stdout.strip())
+    assert record.reap() == 1
+    assert MlflowClient(store).get_run(orphan).data.tags["interrupted"] == "true"
     states = {t.number: t.state for t in record.history()}
     assert states == {0: TrialState.COMPLETE, 1: TrialState.RUNNING}  # the orphan is out of the history
+    assert record.retry_proposal(2) == Proposal({"x": 0.25})  # and its retry runs what it ran
+
+
+def test_trials_of_another_host_are_dead_once_their_heartbeat_is_stale(store, study_name):
+    optimize(square, SPACE, n_trials=1, study=study_name, tracking_uri=store, progress=False)
+    record = Tracker(store).load_study("hpo", study_name, SearchSpace.from_config(SPACE), Direction.MINIMIZE)
+    record.stale_after_s = 30
+    record.history()
+    client = MlflowClient(store)
+    fresh, stale = (record.start_trial(k, Proposal({"x": 0.5}), "cpu") for k in (1, 2))
+    for run_id, age_s in ((fresh, 5), (stale, 31)):  # owned by a process on a host this one cannot check
+        client.set_tag(run_id, "host", "elsewhere")
+        client.set_tag(run_id, "heartbeat", str(int((time.time() - age_s) * 1000)))
+    assert record.reap() == 1
+    assert client.get_run(stale).data.tags["interrupted"] == "true"
+    assert client.get_run(fresh).info.status == "RUNNING"
+
+
+def test_one_claim_wins_each_trial_number(store, study_name):
+    optimize(square, SPACE, n_trials=1, study=study_name, tracking_uri=store, progress=False)
+    space = SearchSpace.from_config(SPACE)
+    first, second = (Tracker(store).load_study("hpo", study_name, space, Direction.MINIMIZE) for _ in range(2))
+    for record in (first, second):
+        record.history()  # both see number 1 free
+    assert first.start_trial(1, Proposal({"x": 0.5}), "cpu") is not None
+    assert second.start_trial(1, Proposal({"x": 0.75}), "cpu") is None  # the loser deletes its run
+    assert 1 in second.taken()
+    kids = [r for r in children(store, first.run_id) if r.data.tags["trial"] == "1"]
+    assert len(kids) == 1 and kids[0].data.params == {"x": "0.5"}
 
 
 def test_a_study_tracks_to_an_http_tracking_server(tracking_server, study_name):
@@ -68,13 +99,14 @@ def test_a_study_tracks_to_an_http_tracking_server(tracking_server, study_name):
 def test_epoch_metrics_are_buffered_then_written_on_time_and_at_the_end(store, study_name):
     optimize(square, SPACE, n_trials=1, study=study_name, tracking_uri=store, progress=False)
     record = Tracker(store).load_study("hpo", study_name, SearchSpace.from_config(SPACE), Direction.MINIMIZE)
+    record.history()
     client = MlflowClient(store)
-    patient = TrialRecorder(record.sink, 1, Proposal({"x": 0.5}), "cpu", flush_s=3600)
+    patient = TrialRecorder(record.sink, record.start_trial(1, Proposal({"x": 0.5}), "cpu"), flush_s=3600)
     for epoch in (1, 2, 3):
         patient.report(epoch, {"val_loss": 1.0 / epoch})
     assert client.get_metric_history(patient.run_id, "val_loss") == []
     patient.complete(0.25, 0.1)
     assert [m.step for m in client.get_metric_history(patient.run_id, "val_loss")] == [1, 2, 3]
-    eager = TrialRecorder(record.sink, 2, Proposal({"x": 0.25}), "cpu", flush_s=0)
+    eager = TrialRecorder(record.sink, record.start_trial(2, Proposal({"x": 0.25}), "cpu"), flush_s=0)
     eager.report(1, {"val_loss": 0.5})
     assert [m.value for m in client.get_metric_history(eager.run_id, "val_loss")] == [0.5]

@@ -4,12 +4,12 @@ import torch
 from sklearn.metrics import matthews_corrcoef, recall_score
 
 from src.data.splits import Splits
+from src.errors import NoTrialCompletedError
 from src.models import build_model
 from src.training.loop import fit
 from src.training.metrics import classification_metrics
-from src.trial import TrialState
 from src.tune import run
-from tests.conftest import children
+from tests.conftest import children, runs
 
 
 def toy_splits(n=64, seed=0):
@@ -60,14 +60,14 @@ def test_nan_loss_raises():
 
 
 @pytest.mark.usefixtures("mnist_available")
-def test_diverging_trials_fail_and_the_study_finishes(make_config, store):
+def test_diverging_trials_fail_and_the_study_says_none_completed(make_config, store, study_name):
     cfg = make_config("n_trials=2", "space.trainer.lr.low=1e30", "space.trainer.lr.high=1e31",
                       "trainer.batch_size=32")
-    result = run(cfg)
-    assert [t.state for t in result.trials] == [TrialState.FAILED, TrialState.FAILED]
-    assert result.best is None
-    errors = [r.data.tags["error"] for r in children(store, result.parent_run_id)]
-    assert all(e.startswith("FloatingPointError") for e in errors), errors
+    with pytest.raises(NoTrialCompletedError, match=r"\(2 of 2 failed\): FloatingPointError"):
+        run(cfg)
+    parent = runs(store, f"tags.study = '{study_name}'")[0]
+    errors = [r.data.tags["error"] for r in children(store, parent.info.run_id)]
+    assert len(errors) == 2 and all(e.startswith("FloatingPointError") for e in errors), errors
 
 
 def test_regression_reports_rmse_scaled_and_original_and_the_test_split_once():

@@ -61,6 +61,11 @@ class TrainingObjective:
         self.cfg = cfg
         self.data(cfg)
 
+    def setup(self) -> None:
+        """Load the dataset into this process before a trial's time limit starts counting (a fresh worker's
+        start-up, not the trial's time)."""
+        self.data(self.cfg)
+
     def data(self, cfg: DictConfig, device: str = "cpu") -> Splits:
         """The splits, loaded once per process and kept on ``device`` when they fit there."""
         dataset = OmegaConf.to_container(cfg.dataset, resolve=True)

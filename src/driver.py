@@ -1,0 +1,158 @@
+"""The loop that feeds one study from one process, the same for every strategy and executor.
+
+Read the history back from MLflow, ask the strategy for parameters for the trial numbers still
+free (or re-run a dead attempt's parameters), claim each number in the store, hand the claimed
+trials to the executor, settle what it reports, and repeat until every number below the budget
+is finished or the strategy says it is done. Other processes may feed the same study: their
+claims and trials show up in the history, a number one of them holds is left to it, and a trial
+whose owner died is settled (``StudyRecord.reap``) and run again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from src.execution import Executor, Outcome, TrialJob
+from src.strategies import Strategy
+from src.tracking import Heartbeat, StudyRecord
+from src.trial import Proposal, Trial, best_trial
+
+SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
+ARTIFACT_INTERVAL_S = 30.0  # how often it refreshes the strategy's tables and plots there
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """How a driver shows it is alive, and when it takes another's silence for death."""
+
+    heartbeat_interval_s: float = 10.0
+    stale_after_s: float = 60.0
+    poll_interval_s: float = 2.0  # how often to look again while other processes run the trials
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    proposal: Proposal
+    run_id: str
+
+
+class Driver:
+    """Runs one study's trials from this process until none is left to run."""
+
+    def __init__(self, record: StudyRecord, strategy: Strategy, runner: Executor, budget: int,
+                 make_job: Callable[..., TrialJob], device: str, name: str, progress: bool, max_retries: int,
+                 liveness: Liveness):
+        self.record, self.strategy, self.runner, self.budget = record, strategy, runner, budget
+        self.make_job, self.device, self.name, self.progress = make_job, device, name, progress
+        self.max_retries, self.liveness = max_retries, liveness
+        self.heartbeat = Heartbeat(record.sink.uri, liveness.heartbeat_interval_s)
+        self.inflight: dict[int, _InFlight] = {}
+        self.finished = False  # the strategy said so: only dead attempts' retries remain to run
+
+    def run(self) -> list[Trial]:
+        record = self.record
+        record.reap()
+        history = record.history()
+        bar = tqdm(total=self.budget, initial=self._done(history), desc=self.name, unit="trial",
+                   disable=not self.progress, dynamic_ncols=True)
+        summarised = explained = reaped = time.monotonic()
+        with bar:
+            while True:
+                self._fill()
+                if self.runner.busy():
+                    self._settle(self.runner.wait())
+                elif record.running_elsewhere(self._own()):
+                    time.sleep(self.liveness.poll_interval_s)
+                    record.reap(self._own())
+                    reaped = time.monotonic()
+                else:  # nothing runs anywhere: read everything once more before concluding
+                    record.reap(self._own())
+                    record.history(full=True)
+                    if not record.running_elsewhere(self._own()):
+                        if not self._free():
+                            break
+                        if self._fill() == 0:
+                            raise RuntimeError(f"strategy {self.strategy.name!r} proposed nothing while no trial "
+                                               "is running")
+                if time.monotonic() - reaped >= self.liveness.heartbeat_interval_s:
+                    record.reap(self._own())
+                    reaped = time.monotonic()
+                history = record.history()
+                if time.monotonic() - summarised >= SUMMARY_INTERVAL_S:
+                    record.write_summary(history)
+                    summarised = time.monotonic()
+                if time.monotonic() - explained >= ARTIFACT_INTERVAL_S:
+                    record.log_artifacts(self.strategy.artifacts(history))
+                    explained = time.monotonic()
+                self._show(bar, history)
+        history = record.history(full=True)
+        record.write_summary(history)
+        record.log_artifacts(self.strategy.artifacts(history))
+        return history
+
+    def stop(self) -> None:
+        """Stop the workers; trials this process still runs are marked interrupted (they run again on resume)."""
+        try:
+            self.runner.close()
+            self.record.interrupt_own("the study's process was stopped")
+        finally:
+            self.heartbeat.close()
+
+    def _own(self) -> set[str]:
+        return {flight.run_id for flight in self.inflight.values()}
+
+    def _free(self) -> list[int]:
+        """Numbers below the budget that no live attempt holds and that this process could start."""
+        taken = self.record.taken() | set(self.inflight)
+        free = [k for k in range(self.budget) if k not in taken]
+        return free if not self.finished else [k for k in free if self.record.retry_proposal(k) is not None]
+
+    def _fill(self) -> int:
+        """Propose for the free slots, claim and submit; returns how many proposals there were."""
+        slots = self.runner.free_slots()
+        free = self._free()
+        if slots <= 0 or not free:
+            return 0
+        retries = [(k, p) for k in free if (p := self.record.retry_proposal(k)) is not None][:slots]
+        fresh = [k for k in free if self.record.retry_proposal(k) is None][: slots - len(retries)]
+        batch = list(retries)
+        if fresh and not self.finished:
+            decision = self.strategy.propose(self.record.trials(), fresh)
+            self.finished = decision.finished
+            batch += list(zip(fresh, decision.proposals))
+        for number, proposal in batch:
+            run_id = self.record.start_trial(number, proposal, self.device)
+            if run_id is None:
+                continue  # another process holds this number
+            self.heartbeat.add(run_id)
+            self.runner.submit(self.make_job(number=number, proposal=proposal, run_id=run_id))
+            self.inflight[number] = _InFlight(proposal, run_id)
+        return len(batch)
+
+    def _settle(self, outcome: Outcome) -> None:
+        for trial in outcome.finished:
+            self._release(trial.number)
+        for number in outcome.lost:
+            self.record.lost(self._release(number).run_id, "its worker died", self.max_retries)
+        for number in outcome.timed_out:
+            self.record.fail_running(self._release(number).run_id,
+                                     "TrialTimeout: the trial ran past its time limit and was stopped")
+
+    def _release(self, number: int) -> _InFlight:
+        flight = self.inflight.pop(number)
+        self.heartbeat.discard(flight.run_id)
+        return flight
+
+    def _done(self, history: list[Trial]) -> int:
+        return sum(t.finished and t.number < self.budget for t in history)
+
+    def _show(self, bar: tqdm, history: list[Trial]) -> None:
+        bar.n = self._done(history)
+        best = best_trial(history, self.strategy.direction)
+        if best is not None:
+            bar.set_postfix(best=f"{best.value:.4g}", refresh=False)
+        bar.refresh()

@@ -1,0 +1,111 @@
+"""What the tracking modules share: tag names, who owns a run, paging, uploads, the clock."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from mlflow.tracking import MlflowClient
+
+# Tags of a trial's child run (see the package docstring for the whole layout).
+TRIAL = "trial"  # its number
+ATTEMPT = "attempt"  # which claim of that number it holds (0, 1, ... as earlier attempts died)
+CLAIMED = "claimed"  # "true" once the run won its claim: only claimed runs are trials
+HEARTBEAT = "heartbeat"  # epoch ms, refreshed by the owning driver while the run is RUNNING
+HOST, PID, PID_START = "host", "pid", "pid_start"  # the owning driver, to tell a dead owner on its host
+WORKER = "worker"  # host:pid of the process that ran the trial (a worker of the driver, or the driver)
+INTERRUPTED = "interrupted"  # "true": the attempt died or was stopped; the number runs again
+RETRIED = "retried"  # "true": a failed attempt that retry_failed sent round again
+WORKER_DIED = "worker_died"  # "true": its worker process died under it (counts towards max_retries)
+ERROR = "error"
+STRATEGY_TAG_PREFIX = "strategy."
+CURVE_TAG = "curve"  # a trial's objective metric per epoch, JSON, so pruners read siblings in one query
+ROLE = "hpo.role"  # "claims" on the study's claim ledger (a child run of the parent that holds no trial)
+IDENTITY = "identity"  # on the parent: a digest of the study-defining config, set when the run is created
+
+PAGE = 1000
+PARAMS_PER_BATCH = 100  # MLflow's limit on params per log_batch call
+METRICS_PER_BATCH = 1000  # and on metrics
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process that owns a run: on its own host, whether it still lives can be checked directly."""
+
+    host: str
+    pid: int
+    started: str
+
+    @classmethod
+    def me(cls) -> Owner:
+        process = psutil.Process()
+        return cls(socket.gethostname(), process.pid, repr(process.create_time()))
+
+    @classmethod
+    def of(cls, tags: Mapping[str, str]) -> Owner:
+        try:
+            pid = int(tags.get(PID, -1))
+        except ValueError:
+            pid = -1
+        return cls(tags.get(HOST, ""), pid, tags.get(PID_START, ""))
+
+    def tags(self) -> dict[str, str]:
+        return {HOST: self.host, PID: str(self.pid), PID_START: self.started}
+
+    def local(self) -> bool:
+        return self.host == socket.gethostname()
+
+    def alive(self) -> bool:
+        """Whether the owner runs (only meaningful on its host); a reused pid is told apart by its start time."""
+        try:
+            return repr(psutil.Process(self.pid).create_time()) == self.started
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+            return False
+
+
+def heartbeat_ms(run: Any) -> int:
+    """When a run's owner last said it was alive (runs from before heartbeats: when they started)."""
+    try:
+        return int(run.data.tags[HEARTBEAT])
+    except (KeyError, ValueError):
+        return int(run.info.start_time or 0)
+
+
+def pages(client: MlflowClient, experiment_id: str, query: str) -> Iterator[Any]:
+    """Every run matching ``query``, page by page."""
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], query, max_results=PAGE, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def digest(content: str | bytes) -> str:
+    return hashlib.sha256(content.encode() if isinstance(content, str) else content).hexdigest()
+
+
+def upload(client: MlflowClient, run_id: str, files: Mapping[str, str | bytes]) -> None:
+    """Log each ``path/name -> content`` as an artifact at that path."""
+    for name, content in files.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(name).name
+            path.write_bytes(content.encode() if isinstance(content, str) else content)
+            folder = str(Path(name).parent)
+            client.log_artifact(run_id, str(path), None if folder == "." else folder)
+
+
+def quote(text: str) -> str:
+    return text.replace("'", "\\'")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

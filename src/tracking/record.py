@@ -1,0 +1,332 @@
+"""One study's record: its trials read back incrementally, claims on trial numbers, dead owners.
+
+**Exactly once.** Before a trial runs, the driver creates its child run and claims
+``<number>.<attempt>`` on the study's claim ledger (a child run whose params are the claims).
+MLflow refuses to log a param a run already has with another value, in one transaction of the
+store, so exactly one run holds each claim however many processes or hosts race for it; a loser
+deletes its run and moves on. A number is taken again (attempt + 1) only when every claim on it
+belongs to a run that is dead: interrupted, retried, or running under an owner that died (on this
+host: its pid is gone) or whose heartbeat is older than ``stale_after_s`` (other hosts).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from src.space import SearchSpace
+from src.tracking.common import (
+    ATTEMPT,
+    CLAIMED,
+    CURVE_TAG,
+    ERROR,
+    HEARTBEAT,
+    INTERRUPTED,
+    PARAMS_PER_BATCH,
+    RETRIED,
+    STRATEGY_TAG_PREFIX,
+    TRIAL,
+    WORKER_DIED,
+    Owner,
+    digest,
+    heartbeat_ms,
+    now_ms,
+    pages,
+    upload,
+)
+from src.tracking.trial_run import TrialSink
+from src.trial import Direction, Proposal, Trial, TrialState, best_trial
+
+_STATES = {"RUNNING": TrialState.RUNNING, "FINISHED": TrialState.COMPLETE, "FAILED": TrialState.FAILED,
+           "KILLED": TrialState.PRUNED}
+CLAIM_TRIES = 3  # a claim that fails for another reason than a rival holding it is tried again
+REFRESH_MARGIN_MS = 2000  # incremental reads look this far back, for runs other processes committed late
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the record knows of one child run: one attempt at a trial number."""
+
+    run_id: str
+    number: int
+    attempt: int
+    status: str
+    claimed: bool  # it won its claim; unclaimed runs are mid-claim, losers, or died before claiming
+    superseded: bool  # interrupted or retried: the number is free again once no live claim is left
+    trial: Trial | None  # None while its params are not all logged
+    proposal: Proposal | None = field(default=None, compare=False)
+    error: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.claimed and not self.superseded
+
+
+class StudyRecord:
+    """One study's parent run: its history (read incrementally), claims, and its summary."""
+
+    def __init__(self, client: MlflowClient, uri: str, experiment_id: str, run_id: str, claims_run_id: str,
+                 space: SearchSpace, direction: Direction, refresh_margin_ms: int = REFRESH_MARGIN_MS,
+                 stale_after_s: float = 60.0):
+        self.client = client
+        self.sink = TrialSink(uri, experiment_id, run_id)
+        self.claims_run_id = claims_run_id
+        self.space = space
+        self.direction = direction
+        self.stale_after_s = stale_after_s
+        self._margin = refresh_margin_ms
+        self._attempts: dict[int, dict[str, Attempt]] = {}
+        self._read_at: int | None = None
+        self._uploaded: dict[str, str] = {}
+        self._owner = Owner.me()
+
+    @classmethod
+    def of(cls, sink: TrialSink, space: SearchSpace, direction: Direction) -> StudyRecord:
+        """The study a worker writes to, for reading its siblings back (pruning); it claims nothing."""
+        return cls(MlflowClient(sink.uri), sink.uri, sink.experiment_id, sink.parent_run_id, "", space, direction)
+
+    @property
+    def run_id(self) -> str:
+        return self.sink.parent_run_id
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def history(self, full: bool = False) -> list[Trial]:
+        """The live trial of each number that has one, ordered by number.
+
+        The first call (and ``full``) reads every child; later calls read only children started or
+        ended since the previous read, less a margin for runs that other processes committed late.
+        """
+        now = now_ms()
+        if full or self._read_at is None:
+            self._attempts.clear()
+            runs = list(self._children())
+        else:
+            since = self._read_at - self._margin
+            runs = [*self._children(f"attributes.start_time >= {since}"),
+                    *self._children(f"attributes.end_time >= {since}")]
+        self._read_at = now
+        for run in runs:
+            self._remember(run)
+        return self.trials()
+
+    def trials(self) -> list[Trial]:
+        """The live trials as last read (and as this process started them), without reading again."""
+        return sorted((a.trial for a in self._live() if a.trial), key=lambda t: t.number)
+
+    def taken(self) -> set[int]:
+        """Numbers with a live claim (running or finished), as far as this record has read."""
+        return {a.number for a in self._live()}
+
+    def running_elsewhere(self, own: Collection[str]) -> bool:
+        """Whether a live trial runs in another process (or in one that died and is not yet settled)."""
+        return any(a.status == "RUNNING" and a.run_id not in own for a in self._live())
+
+    def errors(self) -> Counter[str]:
+        """How often each error ended a live failed trial (first line, shortened)."""
+        return Counter(a.error.splitlines()[0][:300] for a in self._live() if a.status == "FAILED" and a.error)
+
+    def _live(self) -> Iterator[Attempt]:
+        return (a for runs in self._attempts.values() for a in runs.values() if a.live)
+
+    def retry_proposal(self, number: int) -> Proposal | None:
+        """What an earlier, dead attempt at ``number`` ran, so that its retry runs exactly that."""
+        earlier = [a for a in self._attempts.get(number, {}).values() if a.claimed and a.proposal is not None]
+        return max(earlier, key=lambda a: a.attempt).proposal if earlier else None
+
+    def _children(self, condition: str = "") -> Iterator[Any]:
+        query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'" + (f" and {condition}" if condition else "")
+        return pages(self.client, self.sink.experiment_id, query)
+
+    def _remember(self, run: Any, claimed: bool = False) -> Attempt | None:
+        tags = run.data.tags
+        if TRIAL not in tags:
+            return None  # the claim ledger
+        number, run_id = int(tags[TRIAL]), run.info.run_id
+        if run.info.lifecycle_stage != "active":
+            self._attempts.get(number, {}).pop(run_id, None)
+            return None
+        try:
+            params = self.space.parse(run.data.params)
+        except (KeyError, ValueError):
+            params = None  # its process died before logging them
+        strategy_tags = {k[len(STRATEGY_TAG_PREFIX):]: v for k, v in tags.items() if k.startswith(STRATEGY_TAG_PREFIX)}
+        trial = None if params is None else Trial(
+            number=number, params=params, state=_STATES.get(run.info.status, TrialState.FAILED),
+            value=run.data.metrics.get("objective"), run_id=run_id, tags=strategy_tags,
+            curve={int(epoch): value for epoch, value in json.loads(tags.get(CURVE_TAG, "{}")).items()})
+        known = self._attempts.get(number, {}).get(run_id)
+        attempt = Attempt(
+            run_id, number, int(tags.get(ATTEMPT, 0)), run.info.status,
+            claimed=claimed or tags.get(CLAIMED) == "true" or ATTEMPT not in tags or bool(known and known.claimed),
+            superseded=tags.get(INTERRUPTED) == "true" or tags.get(RETRIED) == "true",
+            trial=trial, proposal=None if params is None else Proposal(params, strategy_tags), error=tags.get(ERROR))
+        self._attempts.setdefault(number, {})[run_id] = attempt
+        return attempt
+
+    # -- claiming --------------------------------------------------------------------------------
+
+    def start_trial(self, number: int, proposal: Proposal, device: str) -> str | None:
+        """Create trial ``number``'s run and claim the number for it; None if a live run holds it already."""
+        claimed = [a.attempt for a in self._attempts.get(number, {}).values() if a.claimed]
+        attempt = max(claimed) + 1 if claimed else 0
+        tags = {MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: f"trial-{number:04d}", TRIAL: str(number),
+                ATTEMPT: str(attempt), "device": device, HEARTBEAT: str(now_ms()), **self._owner.tags(),
+                **{f"{STRATEGY_TAG_PREFIX}{k}": str(v) for k, v in proposal.tags.items()}}
+        run = self.client.create_run(self.sink.experiment_id, run_name=tags[MLFLOW_RUN_NAME], tags=tags)
+        run_id = run.info.run_id
+        while (holder := self._claim(number, attempt, run_id)) != run_id:
+            if not self._dead(holder):
+                self.client.delete_run(run_id)
+                return None
+            attempt += 1
+            self.client.set_tag(run_id, ATTEMPT, str(attempt))
+        params = [Param(k, str(v)) for k, v in proposal.params.items()]
+        for start in range(0, max(len(params), 1), PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=params[start : start + PARAMS_PER_BATCH],
+                                  tags=[RunTag(CLAIMED, "true")] if start == 0 else [])
+        trial = Trial(number, dict(proposal.params), TrialState.RUNNING, run_id=run_id, tags=dict(proposal.tags))
+        self._attempts.setdefault(number, {})[run_id] = Attempt(run_id, number, attempt, "RUNNING", claimed=True,
+                                                                superseded=False, trial=trial, proposal=proposal)
+        return run_id
+
+    def _claim(self, number: int, attempt: int, run_id: str) -> str:
+        """Log the claim; returns the run that holds it (``run_id`` if this one won)."""
+        key = f"{number}.{attempt}"
+        for tries in range(1, CLAIM_TRIES + 1):
+            try:
+                self.client.log_param(self.claims_run_id, key, run_id)
+                return run_id
+            except MlflowException:
+                holder = self.client.get_run(self.claims_run_id).data.params.get(key)
+                if holder is not None:
+                    return holder
+                if tries == CLAIM_TRIES:
+                    raise
+                time.sleep(0.1 * tries)
+        raise AssertionError("unreachable")
+
+    def _dead(self, run_id: str) -> bool:
+        """Whether the run holding a claim is dead (settling it if its owner died)."""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return True
+        attempt = self._remember(run, claimed=True)
+        if attempt is None or attempt.superseded:
+            return True
+        if run.info.status == "RUNNING" and self._owner_gone(run):
+            self._supersede(run, "interrupted: the process running it stopped")
+            return True
+        return False
+
+    # -- settling runs whose process is gone -----------------------------------------------------
+
+    def reap(self, own: Collection[str] = ()) -> int:
+        """Settle running trials whose owner died, other than ``own``; returns how many.
+
+        On this host an owner is dead when its process is; elsewhere, when its heartbeat is older
+        than ``stale_after_s``. Their numbers run again (this does not count towards retries).
+        """
+        settled, seen = 0, set()
+        for run in self._children("attributes.status = 'RUNNING'"):
+            seen.add(run.info.run_id)
+            self._remember(run)
+            if run.info.run_id not in own and TRIAL in run.data.tags and self._owner_gone(run):
+                self._supersede(run, "interrupted: the process running it stopped")
+                settled += 1
+        stale = [a.run_id for runs in self._attempts.values() for a in runs.values()
+                 if a.status == "RUNNING" and a.run_id not in seen and a.run_id not in own]
+        for run_id in stale:  # ended without this record seeing it (committed late): read it again
+            try:
+                self._remember(self.client.get_run(run_id))
+            except MlflowException:
+                pass
+        return settled
+
+    def _owner_gone(self, run: Any) -> bool:
+        owner = Owner.of(run.data.tags)
+        if owner.local():
+            return not owner.alive()
+        return now_ms() - heartbeat_ms(run) > self.stale_after_s * 1000
+
+    def lost(self, run_id: str, reason: str, max_retries: int = 2) -> None:
+        """The worker running this trial died: it runs again unless it already died ``max_retries`` times."""
+        run = self.client.get_run(run_id)
+        if run.info.status != "RUNNING":
+            return  # it ended before its worker did
+        number = run.data.tags[TRIAL]
+        deaths = sum(1 for _ in self._children(f"tags.{TRIAL} = '{number}' and tags.{WORKER_DIED} = 'true'"))
+        if deaths < max_retries:
+            self._supersede(run, f"interrupted: {reason}", worker_died=True)
+        else:
+            self._end(run, [RunTag(ERROR, f"gave up after {deaths + 1} attempts: {reason}"),
+                            RunTag(WORKER_DIED, "true")])
+
+    def interrupt_own(self, reason: str) -> int:
+        """This process stops: the trials it owns that still run are marked interrupted (they run again on
+        resume, without spending a retry); returns how many."""
+        own = [run for run in self._children("attributes.status = 'RUNNING'")
+               if TRIAL in run.data.tags and Owner.of(run.data.tags) == self._owner]
+        for run in own:
+            self._supersede(run, f"interrupted: {reason}")
+        return len(own)
+
+    def fail_running(self, run_id: str, error: str) -> None:
+        """Fail a running trial for good (e.g. it ran past its time limit): it is not retried."""
+        run = self.client.get_run(run_id)
+        if run.info.status == "RUNNING":
+            self._end(run, [RunTag(ERROR, error)])
+
+    def retry_failed(self) -> int:
+        """Send every failed trial round again (``retry_failed=true``); returns how many."""
+        failed = [run for run in self._children("attributes.status = 'FAILED'") if TRIAL in run.data.tags
+                  and run.data.tags.get(INTERRUPTED) != "true" and run.data.tags.get(RETRIED) != "true"]
+        for run in failed:
+            self.client.set_tag(run.info.run_id, RETRIED, "true")
+        self._read_at = None  # tags changed without new times: read everything again
+        return len(failed)
+
+    def _supersede(self, run: Any, reason: str, worker_died: bool = False) -> None:
+        tags = [RunTag(INTERRUPTED, "true"), RunTag(ERROR, reason)]
+        self._end(run, tags + ([RunTag(WORKER_DIED, "true")] if worker_died else []))
+
+    def _end(self, run: Any, tags: list[RunTag]) -> None:
+        self.client.log_batch(run.info.run_id, tags=tags)
+        self.client.set_terminated(run.info.run_id, "FAILED")
+        self._remember(self.client.get_run(run.info.run_id))
+
+    # -- the parent's summary ------------------------------------------------------------------
+
+    def write_summary(self, trials: list[Trial]) -> None:
+        """Put the best trial and the counts on the parent run, so the UI shows them at a glance."""
+        best = best_trial(trials, self.direction)
+        counts = {state: sum(t.state is state for t in trials) for state in TrialState}
+        now = now_ms()
+        step = sum(t.finished for t in trials)
+        metrics = [Metric(f"n_{state.value}", counts[state], now, step) for state in
+                   (TrialState.COMPLETE, TrialState.FAILED, TrialState.PRUNED)]
+        tags = []
+        if best is not None:
+            metrics.append(Metric("best_objective", best.value, now, step))
+            tags = [RunTag("best_run_id", best.run_id), RunTag("best_trial", str(best.number)),
+                    *(RunTag(f"best.{k}", str(v)) for k, v in best.params.items())]
+        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+
+    def log_artifacts(self, files: Mapping[str, str | bytes]) -> None:
+        """Upload files that are new or changed since this record last uploaded them."""
+        changed = {name: content for name, content in files.items() if self._uploaded.get(name) != digest(content)}
+        upload(self.client, self.run_id, changed)
+        self._uploaded |= {name: digest(content) for name, content in changed.items()}
+
+    def end(self, status: str) -> None:
+        self.client.set_terminated(self.run_id, status)

@@ -1,0 +1,130 @@
+"""Writing one trial's run: the recorder in whichever worker runs it, the heartbeat in its driver."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking import MlflowClient
+
+from src.tracking.common import CURVE_TAG, ERROR, HEARTBEAT, INTERRUPTED, METRICS_PER_BATCH, WORKER, now_ms, upload
+
+MAX_CURVE_CHARS = 5000
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialSink:
+    """Where a worker writes a trial: plain data, so a worker process can receive it."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+
+
+class TrialRecorder:
+    """Writes one trial's metrics and ending into its run (which the driver created and claimed).
+
+    Per-epoch metrics are buffered and written at most every ``flush_s`` seconds (and when the
+    trial ends), so a trial of many short epochs costs one call rather than one per epoch, while a
+    long trial's learning curve still shows up as it trains.
+    """
+
+    def __init__(self, sink: TrialSink, run_id: str, flush_s: float = 1.0, curve_metric: str | None = None):
+        self.client = MlflowClient(tracking_uri=sink.uri)
+        self.run_id = run_id
+        self.flush_s = flush_s
+        self.curve_metric = curve_metric  # its per-epoch values are kept on the run as one tag, for pruners
+        self.curve: dict[int, float] = {}
+        self._pending: list[Metric] = []
+        self._flushed = time.monotonic()
+
+    def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        now = now_ms()
+        self._pending += [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+        if self.curve_metric in metrics:
+            self.curve[epoch] = float(metrics[self.curve_metric])
+        if time.monotonic() - self._flushed >= self.flush_s:
+            self._write(metrics=[])
+
+    def _end(self, status: str, metrics: list[Metric], tags: Sequence[RunTag]) -> None:
+        """The last write: what is left, and which process ran the trial (its driver created the run)."""
+        self._write(metrics, [*tags, *self._curve_tag(), RunTag(WORKER, f"{socket.gethostname()}:{os.getpid()}")])
+        self.client.set_terminated(self.run_id, status)
+
+    def _write(self, metrics: list[Metric], tags: Sequence[RunTag] = ()) -> None:
+        """One call for the buffered metrics, ``metrics`` and ``tags`` (chunked at MLflow's limit)."""
+        batch, self._pending = [*self._pending, *metrics], []
+        for start in range(0, max(len(batch), 1), METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=batch[start : start + METRICS_PER_BATCH],
+                                  tags=list(tags) if start == 0 else [])
+        self._flushed = time.monotonic()
+
+    def log_artifacts(self, files: Mapping[str, str | bytes]) -> None:
+        upload(self.client, self.run_id, files)
+
+    def _curve_tag(self) -> list[RunTag]:
+        text = json.dumps(self.curve)
+        while len(text) > MAX_CURVE_CHARS:  # a very long training keeps its latest epochs
+            self.curve.pop(min(self.curve))
+            text = json.dumps(self.curve)
+        return [RunTag(CURVE_TAG, text)] if self.curve else []
+
+    def complete(self, value: float, duration_s: float) -> None:
+        now = now_ms()
+        self._end("FINISHED", [Metric("objective", value, now, 0), Metric("duration_s", duration_s, now, 0)], [])
+
+    def prune(self, reason: str, duration_s: float) -> None:
+        self._end("KILLED", [Metric("duration_s", duration_s, now_ms(), 0)], [RunTag("pruned", reason)])
+
+    def fail(self, error: BaseException, duration_s: float, interrupted: bool = False) -> None:
+        tags = [RunTag(ERROR, f"{type(error).__name__}: {error}"[:5000])]
+        if interrupted:
+            tags.append(RunTag(INTERRUPTED, "true"))
+        self._end("FAILED", [Metric("duration_s", duration_s, now_ms(), 0)], tags)
+
+
+class Heartbeat:
+    """Refreshes the ``heartbeat`` tag of the runs this driver owns, from a background thread.
+
+    Other processes of the study (on any host) take a running trial whose heartbeat is older than
+    their ``stale_after_s`` as dead and run its number again; a trial that ends stops beating.
+    """
+
+    def __init__(self, uri: str, interval_s: float):
+        self.client = MlflowClient(tracking_uri=uri)
+        self.interval_s = interval_s
+        self._runs: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="hpo-heartbeat", daemon=True)
+        self._thread.start()
+
+    def add(self, run_id: str) -> None:
+        with self._lock:
+            self._runs.add(run_id)
+
+    def discard(self, run_id: str) -> None:
+        with self._lock:
+            self._runs.discard(run_id)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + 5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            with self._lock:
+                runs = sorted(self._runs)
+            for run_id in runs:
+                try:
+                    self.client.set_tag(run_id, HEARTBEAT, str(now_ms()))
+                except Exception as error:  # noqa: BLE001 - a store hiccup must not stop the beat
+                    log.warning("heartbeat of run %s not written: %s", run_id, error)
