@@ -1,17 +1,18 @@
-"""All benchmarks, or one: ``python -m bench [tracking|parallel|proposals|training] [options]``.
+"""All benchmarks, or one: ``python -m bench [tracking|parallel|proposals|training|chaos] [options]``.
 
-Figures print as they are measured. Defaults take about ten minutes on 2 CPU cores, most of it in
-filling the 5,000-trial histories; ``--quick`` uses small sizes to check the bench itself runs.
+Figures print as they are measured. Defaults take about twenty minutes on 2 CPU cores, most of it in
+filling the 5,000-trial histories and in the kill storms; ``--quick`` uses small sizes to check the
+bench itself runs.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from bench import parallel_trials, proposal_time, tracking_overhead, training_throughput
+from bench import chaos, parallel_trials, proposal_time, tracking_overhead, training_throughput
 from src.strategies import STRATEGIES
 
-SECTIONS = ("tracking", "parallel", "proposals", "training")
+SECTIONS = ("tracking", "parallel", "proposals", "training", "chaos")
 
 
 def main() -> None:
@@ -36,6 +37,8 @@ def main() -> None:
         proposal_time.run(sizes, args.strategies)
     if "training" in args.sections:
         training_throughput.run(args.device, 256 if args.quick else None, args.compile)
+    if "chaos" in args.sections:
+        chaos.run(quick=args.quick)
 
 
 if __name__ == "__main__":
