@@ -184,18 +184,18 @@ def run(quick: bool = False, store_names: list[str] | None = None, seed: int = 0
     results = {}
     print(f"\nChaos: SIGKILLs at random moments; {n_trials} trials per study (0 lost, 0 duplicated, 0 running "
           "and 1 parent are the pass marks)")
-    print(f"  {'store':<14} {'scenario':<8} " + " ".join(f"{c:>10}" for c in COLUMNS) + "   seconds")
+    print(f"  {'store':<16} {'scenario':<8} " + " ".join(f"{c:>10}" for c in COLUMNS) + "   seconds")
     with tempfile.TemporaryDirectory() as tmp, stores(Path(tmp), store_names or ["sqlite", "server-sqlite",
                                                                                    "server-postgres"]) as each:
         for store, uri, why_not in each:
             if uri is None:
-                print(f"  {store:<14} skipped: {why_not}")
+                print(f"  {store:<16} skipped: {why_not}")
                 continue
             for scenario, play in SCENARIOS.items():
                 started = time.perf_counter()
                 landed = play(uri, scenario, n_trials, kills if scenario == "storm" else max(2, kills // 3), rng)
                 counts = results[store, scenario] = {"kills": landed, **census(uri, scenario, n_trials)}
-                print(f"  {store:<14} {scenario:<8} " + " ".join(f"{counts[c]:>10}" for c in COLUMNS)
+                print(f"  {store:<16} {scenario:<8} " + " ".join(f"{counts[c]:>10}" for c in COLUMNS)
                       + f"   {time.perf_counter() - started:7.1f}", flush=True)
     return results
 

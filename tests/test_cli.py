@@ -129,13 +129,16 @@ def test_killed_cli_study_resumes_and_runs_every_trial_once(tmp_path):
     assert retry.data.params == interrupted[0].data.params
 
 
-def test_ctrl_c_marks_the_trial_interrupted_and_the_study_killed(tmp_path):
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_and_sigterm_mark_the_trial_interrupted_and_the_study_killed(tmp_path, sig, code, word):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [*TINY, "dataset.subset=1500", "trainer.epochs=3", "n_trials=100", f"tracking.uri={uri}", "study=ctrl-c"]
-    process = start_and_stop_mid_trial(uri, args, signal.SIGINT)
-    assert process.returncode == 130
-    assert "re-run" in process.stderr.read().strip().splitlines()[-1]
-    parent = runs(uri, "tags.study = 'ctrl-c'")[0]
+    args = [*TINY, "dataset.subset=1500", "trainer.epochs=3", "n_trials=100", f"tracking.uri={uri}", "study=stopped"]
+    process = start_and_stop_mid_trial(uri, args, sig)
+    assert process.returncode == code
+    lines = process.stderr.read().strip().splitlines()
+    assert lines[-1].startswith(word) and "re-run" in lines[-1]
+    parent = runs(uri, "tags.study = 'stopped'")[0]
     assert parent.info.status == "KILLED"
     kids = children(uri, parent.info.run_id)
     assert [r.data.tags.get("interrupted") for r in kids if r.info.status != "FINISHED"] == ["true"]

@@ -73,6 +73,24 @@ def stuck_at_one(params, trial):
     return params["x"]
 
 
+_LOADED: list[bool] = []  # per process: what SlowStart loaded
+
+
+class SlowStart:
+    """An objective that takes 3 s to load its data in each new process: in setup(), before the time limit
+    starts, or else in its first call."""
+
+    def setup(self):
+        if not _LOADED:
+            time.sleep(3)
+            _LOADED.append(True)
+
+    def __call__(self, params):
+        self.setup()
+        time.sleep(0.2)
+        return params["x"]
+
+
 def curve(params, trial):
     """A learning curve per trial: x sets its level, so trials with a large x are clearly bad."""
     for epoch in range(1, 6):
@@ -133,6 +151,12 @@ def test_the_time_limit_stops_a_trial_and_fails_it(store, study_name, executor):
     assert "TrialTimeout" in error
 
 
+def test_the_time_limit_counts_the_trial_not_the_workers_start_up(store, study_name):
+    result = optimize(SlowStart(), SPACE, n_trials=2, study=study_name, tracking_uri=store, progress=False,
+                      executor=ProcessExecutor(1, trial_timeout=2.0, kill_grace_s=0.5))
+    assert [t.state for t in result.trials] == [TrialState.COMPLETE] * 2
+
+
 def test_a_trial_stuck_past_its_time_limit_has_its_worker_killed(store, study_name):
     result = optimize(stuck_at_one, SPACE, n_trials=3, study=study_name, tracking_uri=store, progress=False,
                       executor=ProcessExecutor(1, trial_timeout=1.0, kill_grace_s=1.0))
@@ -190,8 +214,8 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def test_two_concurrent_studies_with_workers_lose_no_runs_on_a_tracking_server(tracking_server, study_name):
-    uri = tracking_server
+def test_two_concurrent_studies_with_workers_lose_no_runs(shared_store, study_name):
+    uri = shared_store
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     drivers = [subprocess.Popen([sys.executable, "-c", DRIVER, uri, f"{study_name}-{k}"], env=env, cwd=ROOT)
                for k in range(2)]
