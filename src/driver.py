@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from src.execution import Executor, Outcome, TrialJob
 from src.strategies import Strategy
 from src.tracking import Heartbeat, StudyRecord
-from src.trial import Proposal, Trial, best_trial
+from src.trial import Trial, best_trial
 
 SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
 ARTIFACT_INTERVAL_S = 30.0  # how often it refreshes the strategy's tables and plots there
@@ -34,12 +34,6 @@ class Liveness:
     poll_interval_s: float = 2.0  # how often to look again while other processes run the trials
 
 
-@dataclass(frozen=True)
-class _InFlight:
-    proposal: Proposal
-    run_id: str
-
-
 class Driver:
     """Runs one study's trials from this process until none is left to run."""
 
@@ -50,7 +44,7 @@ class Driver:
         self.make_job, self.device, self.name, self.progress = make_job, device, name, progress
         self.max_retries, self.liveness = max_retries, liveness
         self.heartbeat = Heartbeat(record.sink.uri, liveness.heartbeat_interval_s)
-        self.inflight: dict[int, _InFlight] = {}
+        self.inflight: dict[int, str] = {}  # trial number -> its run, for the trials this process runs
         self.finished = False  # the strategy said so: only dead attempts' retries remain to run
 
     def run(self) -> list[Trial]:
@@ -103,7 +97,7 @@ class Driver:
             self.heartbeat.close()
 
     def _own(self) -> set[str]:
-        return {flight.run_id for flight in self.inflight.values()}
+        return set(self.inflight.values())
 
     def _free(self) -> list[int]:
         """Numbers below the budget that no live attempt holds and that this process could start."""
@@ -117,9 +111,9 @@ class Driver:
         free = self._free()
         if slots <= 0 or not free:
             return 0
-        retries = [(k, p) for k in free if (p := self.record.retry_proposal(k)) is not None][:slots]
-        fresh = [k for k in free if self.record.retry_proposal(k) is None][: slots - len(retries)]
-        batch = list(retries)
+        retries = {k: p for k in free if (p := self.record.retry_proposal(k)) is not None}
+        batch = list(retries.items())[:slots]
+        fresh = [k for k in free if k not in retries][: slots - len(batch)]
         if fresh and not self.finished:
             decision = self.strategy.propose(self.record.trials(), fresh)
             self.finished = decision.finished
@@ -130,22 +124,22 @@ class Driver:
                 continue  # another process holds this number
             self.heartbeat.add(run_id)
             self.runner.submit(self.make_job(number=number, proposal=proposal, run_id=run_id))
-            self.inflight[number] = _InFlight(proposal, run_id)
+            self.inflight[number] = run_id
         return len(batch)
 
     def _settle(self, outcome: Outcome) -> None:
         for trial in outcome.finished:
             self._release(trial.number)
         for number in outcome.lost:
-            self.record.lost(self._release(number).run_id, "its worker died", self.max_retries)
+            self.record.lost(self._release(number), "its worker died", self.max_retries)
         for number in outcome.timed_out:
-            self.record.fail_running(self._release(number).run_id,
+            self.record.fail_running(self._release(number),
                                      "TrialTimeout: the trial ran past its time limit and was stopped")
 
-    def _release(self, number: int) -> _InFlight:
-        flight = self.inflight.pop(number)
-        self.heartbeat.discard(flight.run_id)
-        return flight
+    def _release(self, number: int) -> str:
+        run_id = self.inflight.pop(number)
+        self.heartbeat.discard(run_id)
+        return run_id
 
     def _done(self, history: list[Trial]) -> int:
         return sum(t.finished and t.number < self.budget for t in history)
