@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import socket
 import tempfile
 import time
@@ -13,6 +15,12 @@ from typing import Any
 
 import psutil
 from mlflow.tracking import MlflowClient
+
+logging.getLogger("alembic").setLevel(logging.WARNING)
+# With a tracking server, MLflow prints a "View run ... at http://..." line for every run it ends:
+# one per trial, which buries the progress bar. The parent run's URL is what a user wants, and
+# the study prints its parent run id at the end.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 # Tags of a trial's child run (see the package docstring for the whole layout).
 TRIAL = "trial"  # its number
