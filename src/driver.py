@@ -68,6 +68,7 @@ class Driver:
                     record.history(full=True)
                     if not record.running_elsewhere(self._own()):
                         if not self._free():
+                            self._show(bar, record.trials())
                             break
                         if self._fill() == 0:
                             raise RuntimeError(f"strategy {self.strategy.name!r} proposed nothing while no trial "
@@ -83,7 +84,7 @@ class Driver:
                     record.log_artifacts(self.strategy.artifacts(history))
                     explained = time.monotonic()
                 self._show(bar, history)
-        history = record.history(full=True)
+        history = record.trials()  # as the last, full read before leaving the loop found them
         record.write_summary(history)
         record.log_artifacts(self.strategy.artifacts(history))
         return history

@@ -49,7 +49,7 @@ from src.trial import Direction, Proposal, Trial, TrialState, best_trial
 _STATES = {"RUNNING": TrialState.RUNNING, "FINISHED": TrialState.COMPLETE, "FAILED": TrialState.FAILED,
            "KILLED": TrialState.PRUNED}
 CLAIM_TRIES = 3  # a claim that fails for another reason than a rival holding it is tried again
-REFRESH_MARGIN_MS = 2000  # incremental reads look this far back, for runs other processes committed late
+REFRESH_MARGIN_MS = 250  # incremental reads look this far back, for runs other processes committed late
 
 
 @dataclass(frozen=True)
