@@ -51,8 +51,8 @@ class Driver:
         record = self.record
         record.reap()
         history = record.history()
-        bar = tqdm(total=self.budget, initial=self._done(history), desc=self.name, unit="trial",
-                   disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(total=min(self.budget, self.strategy.max_trials() or self.budget), initial=self._done(history),
+                   desc=self.name, unit="trial", disable=not self.progress, dynamic_ncols=True)
         summarised = explained = reaped = time.monotonic()
         with bar:
             while True:
@@ -77,6 +77,7 @@ class Driver:
                     record.reap(self._own())
                     reaped = time.monotonic()
                 history = record.history()
+                record.promote(best_trial(history, self.strategy.direction), self.name)
                 if time.monotonic() - summarised >= SUMMARY_INTERVAL_S:
                     record.write_summary(history)
                     summarised = time.monotonic()
@@ -85,6 +86,7 @@ class Driver:
                     explained = time.monotonic()
                 self._show(bar, history)
         history = record.trials()  # as the last, full read before leaving the loop found them
+        record.promote(best_trial(history, self.strategy.direction), self.name)
         record.write_summary(history)
         record.log_artifacts(self.strategy.artifacts(history))
         return history

@@ -26,6 +26,7 @@ import ctypes
 import ctypes.util
 import dataclasses
 import inspect
+import logging
 import math
 import multiprocessing
 import os
@@ -44,12 +45,24 @@ import cloudpickle
 from src.errors import ConfigError
 from src.pruning import Pruner
 from src.space import SearchSpace
-from src.trial import Direction, Proposal, Trial, TrialContext, TrialPruned, TrialState, TrialTimeout, trial_seed
+from src.trial import (
+    Direction,
+    Proposal,
+    Trial,
+    TrialContext,
+    TrialPruned,
+    TrialState,
+    TrialTimeout,
+    best_trial,
+    trial_seed,
+)
 
 if TYPE_CHECKING:  # MLflow loads where trials run, not in a config check that imports this module
     from src.tracking import TrialRecorder, TrialSink
 
 Objective = Callable[..., float | Mapping[str, float]]
+LOG_MODELS = ("best", "all", "none")
+log = logging.getLogger(__name__)
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies (Linux)
 
@@ -70,6 +83,8 @@ class TrialJob:
     direction: Direction
     pruner: Pruner = Pruner()
     timeout: float | None = None  # seconds; set by the executor from its ``trial_timeout``
+    log_models: str = "best"  # which trials' models are logged: best (better than any before it), all, none
+    system_metrics: bool = False  # MLflow's CPU, memory and GPU metrics on the trial's run
 
 
 @dataclass
@@ -129,8 +144,10 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None) -> Tria
             if reason is not None:
                 raise TrialPruned(f"epoch {epoch}: {reason}")
 
+    kept: list[tuple[Any, Any]] = []
     context = TrialContext(job.number, trial_seed(job.seed, job.number), job.device, report,
-                           recorder.log_artifacts, dict(job.proposal.tags))
+                           recorder.log_artifacts, dict(job.proposal.tags),
+                           keep_model=lambda model, example: kept.append((model, example)))
     start = time.perf_counter()
     try:
         takes_context = len(inspect.signature(job.objective).parameters) > 1
@@ -139,12 +156,13 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None) -> Tria
         if on_start is not None:
             on_start()
         start = time.perf_counter()
-        with _time_limit(job.timeout):
+        with _time_limit(job.timeout), recorder.system_metrics(job.system_metrics):
             result = (job.objective(job.proposal.params, context) if takes_context
                       else job.objective(job.proposal.params))
         value = objective_value(result, job.metric)
         if not math.isfinite(value):
             raise FloatingPointError(f"the objective is {value}")
+        model = _kept_model(job, recorder, kept[-1], value) if kept else None
     except TrialPruned as pruned:
         recorder.prune(str(pruned), time.perf_counter() - start)
         return _ended(job, TrialState.PRUNED, None, recorder)
@@ -154,8 +172,31 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None) -> Tria
     except Exception as error:  # noqa: BLE001 - any failure of user code becomes a failed trial
         recorder.fail(error, time.perf_counter() - start)
         return _ended(job, TrialState.FAILED, None, recorder)
-    recorder.complete(value, time.perf_counter() - start)
+    recorder.complete(value, time.perf_counter() - start, model)
     return _ended(job, TrialState.COMPLETE, value, recorder)
+
+
+def _kept_model(job: TrialJob, recorder: TrialRecorder, kept: tuple[Any, Any], value: float) -> str | None:
+    """The URI of the trial's logged model, if the study keeps it; a model that fails to log is a warning,
+    not a failed trial (its result stands)."""
+    if not _keeps_model(job, value):
+        return None
+    try:
+        return recorder.log_model(*kept)
+    except Exception as error:  # noqa: BLE001 - any failure to save or log the model
+        log.warning("trial %d: its model was not logged: %s: %s", job.number, type(error).__name__, error)
+        return None
+
+
+def _keeps_model(job: TrialJob, value: float) -> bool:
+    """``log_models``: all, none, or best: only a trial better than every trial finished before it (as this
+    process reads the study now), so a study logs a handful of models rather than one per trial."""
+    if job.log_models != "best":
+        return job.log_models == "all"
+    from src.tracking import StudyRecord
+
+    best = best_trial(StudyRecord.of(job.sink, job.space, job.direction).history(), job.direction)
+    return best is None or job.direction.better(value, best.value)
 
 
 def _ended(job: TrialJob, state: TrialState, value: float | None, recorder: TrialRecorder) -> Trial:

@@ -32,10 +32,9 @@ from src.space import SearchSpace
 from src.trial import Direction
 
 if TYPE_CHECKING:  # MLflow loads where trials run, not in a config check that imports this module
-    from src.tracking import StudyRecord, TrialSink
+    from src.tracking import TrialSink
 
 PRUNERS = ("none", "median", "t_test")
-_RECORDS: dict[str, StudyRecord] = {}  # per process: a worker reads each study incrementally
 
 
 @dataclass(frozen=True)
@@ -80,10 +79,8 @@ class Pruner:
         """Read the siblings back from MLflow and decide for trial ``number`` at ``epoch``."""
         if not self.active or epoch < self.warmup:
             return None
-        record = _RECORDS.get(sink.parent_run_id)
-        if record is None:
-            from src.tracking import StudyRecord
+        from src.tracking import StudyRecord
 
-            record = _RECORDS[sink.parent_run_id] = StudyRecord.of(sink, space, direction)
+        record = StudyRecord.of(sink, space, direction)
         siblings = [t.curve[epoch] for t in record.history() if t.finished and t.number != number and epoch in t.curve]
         return self.verdict(value, siblings, direction)

@@ -17,11 +17,12 @@ from typing import Any
 
 from src.driver import Driver, Liveness
 from src.errors import ConfigError, Terminated
-from src.execution import Executor, Objective, TrialJob, make_executor, resolve_device
+from src.execution import LOG_MODELS, Executor, Objective, TrialJob, make_executor, resolve_device
 from src.pruning import Pruner
 from src.space import SearchSpace
 from src.strategies import make_strategy
 from src.tracking import StudySpec, Tracker, flatten
+from src.tracking.lineage import DataVersion
 from src.trial import Direction, Trial, best_trial
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -66,6 +67,9 @@ def optimize(
     retry_failed: bool = False,
     heartbeat_interval_s: float = 10.0,
     stale_after_s: float = 60.0,
+    data: DataVersion | None = None,
+    log_models: str = "best",
+    system_metrics: bool = False,
 ) -> StudyResult:
     """Tune ``objective`` over ``space`` and track every trial in MLflow.
 
@@ -85,6 +89,13 @@ def optimize(
     is older than ``stale_after_s`` as dead. ``pruner`` (``src.pruning``) stops running trials whose
     ``metric`` curve is clearly worse than their finished siblings'. SIGTERM stops the study as
     Ctrl-C does (raising ``Terminated``).
+
+    Every run records the code that made it (git commit, dirty or not); ``data`` (a
+    ``src.tracking.lineage.DataVersion``) is logged as every trial's dataset inputs. A model the
+    objective offers (``trial.keep_model(model, input_example)``) is logged as an MLflow model when
+    ``log_models`` says so (``best``: when the trial beats every one before it; ``all``; ``none``),
+    and the study's best one is registered under the study's name with the alias ``best``.
+    ``system_metrics`` logs MLflow's CPU, memory and GPU metrics on each trial's run.
     """
     space = space if isinstance(space, SearchSpace) else SearchSpace.from_config(space)
     try:
@@ -100,6 +111,8 @@ def optimize(
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigError("max_retries", f"must be an integer >= 0, got {max_retries!r}")
     device = resolve_device(device)
+    if log_models not in LOG_MODELS:
+        raise ConfigError("log_models", f"must be one of {', '.join(LOG_MODELS)}, got {log_models!r}")
     runner = make_executor(executor) if isinstance(executor, str) else executor
     name = study or f"{strategy}-{getattr(objective, '__name__', type(objective).__name__)}"
     identity = {"seed": seed, "direction": goal.value, "metric": metric or "",
@@ -109,10 +122,13 @@ def optimize(
 
     record = Tracker(tracking_uri).open_study(spec, space, fresh=fresh)
     record.stale_after_s = stale_after_s
+    if data is not None:
+        record.use_data(data)
     if retry_failed:
         record.retry_failed()
     make_job = partial(TrialJob, objective=objective, sink=record.sink, seed=seed, device=device, metric=metric,
-                       space=space, direction=goal, pruner=stopper)
+                       space=space, direction=goal, pruner=stopper, log_models=log_models,
+                       system_metrics=system_metrics)
     driver = Driver(record, chosen, runner, budget, make_job, device, name, progress, max_retries, liveness)
     status = "FAILED"
     try:

@@ -6,6 +6,7 @@ import enum
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -88,7 +89,9 @@ class TrialContext:
     """What an objective gets beside its parameters: who it is, where to run, and where to report.
 
     ``report(epoch, metrics)`` logs a learning-curve point; ``log_artifacts({path: text or bytes})``
-    attaches files to the trial's run; ``tags`` are what the strategy attached to the proposal.
+    attaches files to the trial's run; ``keep_model(model, input_example)`` offers the trained torch
+    model (logged as an MLflow model if the study keeps this trial's model: ``log_models``);
+    ``tags`` are what the strategy attached to the proposal.
     """
 
     number: int
@@ -97,3 +100,4 @@ class TrialContext:
     report: Callable[[int, Mapping[str, float]], None]
     log_artifacts: Callable[[Mapping[str, str | bytes]], None]
     tags: Mapping[str, str] = field(default_factory=dict)
+    keep_model: Callable[[Any, Any], None] = lambda model, input_example: None

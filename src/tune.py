@@ -42,6 +42,7 @@ def run(cfg: DictConfig) -> StudyResult:
 
     from src.study import optimize
     from src.tracking import Tracker
+    from src.tracking.lineage import data_version
     from src.training.objective import TrainingObjective
 
     objective = TrainingObjective(cfg)
@@ -55,6 +56,8 @@ def run(cfg: DictConfig) -> StudyResult:
         pruner=OmegaConf.to_container(cfg.pruner, resolve=True), max_retries=cfg.max_retries,
         retry_failed=cfg.retry_failed, heartbeat_interval_s=cfg.heartbeat.interval_s,
         stale_after_s=cfg.heartbeat.stale_after_s,
+        data=data_version(cfg.dataset.name, Path(cfg.paths.data) / cfg.dataset.name, objective.split_sizes()),
+        log_models=cfg.tracking.log_models, system_metrics=cfg.tracking.system_metrics,
     )
     if result.best is not None and cfg.dataset.task == "classification":
         attach_confusion_matrix(Tracker(cfg.tracking.uri), result)

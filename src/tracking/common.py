@@ -9,6 +9,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ INTERRUPTED = "interrupted"  # "true": the attempt died or was stopped; the numb
 RETRIED = "retried"  # "true": a failed attempt that retry_failed sent round again
 WORKER_DIED = "worker_died"  # "true": its worker process died under it (counts towards max_retries)
 ERROR = "error"
+MODEL = "model"  # the URI of the trial's logged MLflow model (models:/m-...), when it kept one
 STRATEGY_TAG_PREFIX = "strategy."
 CURVE_TAG = "curve"  # a trial's objective metric per epoch, JSON, so pruners read siblings in one query
 ROLE = "hpo.role"  # "claims" on the study's claim ledger (a child run of the parent that holds no trial)
@@ -76,6 +78,20 @@ class Owner:
             return repr(psutil.Process(self.pid).create_time()) == self.started
         except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
             return False
+
+
+@contextmanager
+def global_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's model functions (logging a model, registering a ``models:/`` URI) use the process-wide
+    tracking URI, not a client's: point it at the study's store meanwhile."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def heartbeat_ms(run: Any) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -31,6 +31,7 @@ from src.tracking.common import (
     ERROR,
     HEARTBEAT,
     INTERRUPTED,
+    MODEL,
     PARAMS_PER_BATCH,
     RETRIED,
     STRATEGY_TAG_PREFIX,
@@ -38,17 +39,21 @@ from src.tracking.common import (
     WORKER_DIED,
     Owner,
     digest,
+    global_tracking_uri,
     heartbeat_ms,
     now_ms,
     pages,
+    quote,
     upload,
 )
+from src.tracking.lineage import DataVersion, code_tags
 from src.tracking.trial_run import TrialSink
 from src.trial import Direction, Proposal, Trial, TrialState, best_trial
 
 _STATES = {"RUNNING": TrialState.RUNNING, "FINISHED": TrialState.COMPLETE, "FAILED": TrialState.FAILED,
            "KILLED": TrialState.PRUNED}
 CLAIM_TRIES = 3  # a claim that fails for another reason than a rival holding it is tried again
+MODEL_ALIAS = "best"
 REFRESH_MARGIN_MS = 250  # incremental reads look this far back, for runs other processes committed late
 
 
@@ -65,10 +70,14 @@ class Attempt:
     trial: Trial | None  # None while its params are not all logged
     proposal: Proposal | None = field(default=None, compare=False)
     error: str | None = None
+    model: str | None = None  # the URI of its logged model, if it kept one
 
     @property
     def live(self) -> bool:
         return self.claimed and not self.superseded
+
+
+_READERS: dict[tuple[TrialSink, Direction], StudyRecord] = {}  # StudyRecord.of, per process
 
 
 class StudyRecord:
@@ -83,20 +92,34 @@ class StudyRecord:
         self.space = space
         self.direction = direction
         self.stale_after_s = stale_after_s
+        self.data: DataVersion | None = None  # logged as every trial's dataset inputs (see ``use_data``)
         self._margin = refresh_margin_ms
         self._attempts: dict[int, dict[str, Attempt]] = {}
         self._read_at: int | None = None
         self._uploaded: dict[str, str] = {}
         self._owner = Owner.me()
+        self._promoted: str | None = None  # the run whose model the alias points at, as far as this record knows
 
     @classmethod
     def of(cls, sink: TrialSink, space: SearchSpace, direction: Direction) -> StudyRecord:
-        """The study a worker writes to, for reading its siblings back (pruning); it claims nothing."""
-        return cls(MlflowClient(sink.uri), sink.uri, sink.experiment_id, sink.parent_run_id, "", space, direction)
+        """The study a worker writes to, for reading its siblings back (pruning, keeping the best model).
+
+        One per study and process, so each worker reads the study incrementally; it claims nothing.
+        """
+        key = (sink, direction)
+        if key not in _READERS:
+            _READERS[key] = cls(MlflowClient(sink.uri), sink.uri, sink.experiment_id, sink.parent_run_id, "", space,
+                                direction)
+        return _READERS[key]
 
     @property
     def run_id(self) -> str:
         return self.sink.parent_run_id
+
+    def use_data(self, data: DataVersion) -> None:
+        """Record ``data`` as the study's dataset: on the parent now, and on every trial it starts."""
+        self.data = data
+        self.client.log_inputs(self.run_id, datasets=data.inputs())
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -169,7 +192,8 @@ class StudyRecord:
             run_id, number, int(tags.get(ATTEMPT, 0)), run.info.status,
             claimed=claimed or tags.get(CLAIMED) == "true" or ATTEMPT not in tags or bool(known and known.claimed),
             superseded=tags.get(INTERRUPTED) == "true" or tags.get(RETRIED) == "true",
-            trial=trial, proposal=None if params is None else Proposal(params, strategy_tags), error=tags.get(ERROR))
+            trial=trial, proposal=None if params is None else Proposal(params, strategy_tags), error=tags.get(ERROR),
+            model=tags.get(MODEL))
         self._attempts.setdefault(number, {})[run_id] = attempt
         return attempt
 
@@ -181,7 +205,7 @@ class StudyRecord:
         attempt = max(claimed) + 1 if claimed else 0
         tags = {MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: f"trial-{number:04d}", TRIAL: str(number),
                 ATTEMPT: str(attempt), "device": device, HEARTBEAT: str(now_ms()), **self._owner.tags(),
-                **{f"{STRATEGY_TAG_PREFIX}{k}": str(v) for k, v in proposal.tags.items()}}
+                **code_tags(), **{f"{STRATEGY_TAG_PREFIX}{k}": str(v) for k, v in proposal.tags.items()}}
         run = self.client.create_run(self.sink.experiment_id, run_name=tags[MLFLOW_RUN_NAME], tags=tags)
         run_id = run.info.run_id
         while (holder := self._claim(number, attempt, run_id)) != run_id:
@@ -194,6 +218,8 @@ class StudyRecord:
         for start in range(0, max(len(params), 1), PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=params[start : start + PARAMS_PER_BATCH],
                                   tags=[RunTag(CLAIMED, "true")] if start == 0 else [])
+        if self.data is not None:
+            self.client.log_inputs(run_id, datasets=self.data.inputs())
         trial = Trial(number, dict(proposal.params), TrialState.RUNNING, run_id=run_id, tags=dict(proposal.tags))
         self._attempts.setdefault(number, {})[run_id] = Attempt(run_id, number, attempt, "RUNNING", claimed=True,
                                                                 superseded=False, trial=trial, proposal=proposal)
@@ -327,6 +353,37 @@ class StudyRecord:
         changed = {name: content for name, content in files.items() if self._uploaded.get(name) != digest(content)}
         upload(self.client, self.run_id, changed)
         self._uploaded |= {name: digest(content) for name, content in changed.items()}
+
+    def promote(self, best: Trial | None, name: str) -> None:
+        """Point the registered model ``name``'s alias ``best`` at the best trial's logged model.
+
+        The model is registered (a new version) the first time it becomes the best, and linked to the
+        parent run as an output; nothing is done while the alias already points at it, or when the best
+        trial kept no model.
+        """
+        attempt = self._attempts.get(best.number, {}).get(best.run_id) if best else None
+        if attempt is None or attempt.model is None or self._promoted == best.run_id:
+            return
+        from mlflow.exceptions import RestException
+
+        try:
+            current = self.client.get_model_version_by_alias(name, MODEL_ALIAS)
+        except (MlflowException, RestException):
+            current = None
+        if current is None or current.run_id != best.run_id:
+            try:
+                self.client.create_registered_model(name, tags={"parent_run_id": self.run_id}, description=(
+                    f"The best trial's model of study {name!r}; @{MODEL_ALIAS} moves as better trials finish."))
+            except MlflowException:
+                pass  # registered before (by this study's other processes, or a study of the same name)
+            found = self.client.search_model_versions(f"name = '{quote(name)}' and run_id = '{best.run_id}'")
+            with global_tracking_uri(self.sink.uri):
+                version = found[0] if found else self.client.create_model_version(name, attempt.model,
+                                                                                  run_id=best.run_id)
+            self.client.set_registered_model_alias(name, MODEL_ALIAS, version.version)
+            model_id = attempt.model.removeprefix("models:/")  # shown in the parent's row too (Models column)
+            self.client.log_outputs(self.run_id, [LoggedModelOutput(model_id, step=best.number)])
+        self._promoted = best.run_id
 
     def end(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status)

@@ -41,11 +41,13 @@ from src.tracking.common import (
     quote,
     upload,
 )
+from src.tracking.lineage import code_tags
 from src.tracking.record import StudyRecord
 from src.tracking.store import connect, sqlite_path
 from src.trial import Direction
 
 CLAIMS = "claims"
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 LOCK_PREFIX = "hpo-study-lock"
 
 
@@ -98,13 +100,18 @@ class Tracker:
         self.client = connect(uri)
 
     def experiment_id(self, name: str) -> str:
+        """The experiment's id, creating it if needed; it is marked as model training, so MLflow's UI opens
+        it on its runs rather than on its GenAI overview."""
         experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        try:
-            return self.client.create_experiment(name, artifact_location=default_artifact_location(self.uri))
-        except MlflowException:  # created meanwhile by another process
-            return self.client.get_experiment_by_name(name).experiment_id
+        if experiment is None:
+            try:
+                return self.client.create_experiment(name, artifact_location=default_artifact_location(self.uri),
+                                                     tags={EXPERIMENT_KIND: MODEL_TRAINING})
+            except MlflowException:  # created meanwhile by another process
+                experiment = self.client.get_experiment_by_name(name)
+        if experiment.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
+            self.client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+        return experiment.experiment_id
 
     def open_study(self, spec: StudySpec, space: SearchSpace, fresh: bool = False) -> StudyRecord:
         """Create the study's parent run, or reopen it after checking the config is the same.
@@ -297,7 +304,7 @@ class Tracker:
 
     def _create_parent(self, experiment_id: str, spec: StudySpec) -> str:
         tags = {"study": spec.name, "direction": spec.direction.value, "metric": spec.metric,
-                IDENTITY: spec.identity, **spec.tags}
+                IDENTITY: spec.identity, **code_tags(), **spec.tags}
         return self.client.create_run(experiment_id, run_name=spec.name, tags=tags).info.run_id
 
     def _create_ledger(self, experiment_id: str, parent: str) -> str:

@@ -8,13 +8,27 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
-from src.tracking.common import CURVE_TAG, ERROR, HEARTBEAT, INTERRUPTED, METRICS_PER_BATCH, WORKER, now_ms, upload
+from src.resolvers import PROJECT_ROOT
+from src.tracking.common import (
+    CURVE_TAG,
+    ERROR,
+    HEARTBEAT,
+    INTERRUPTED,
+    METRICS_PER_BATCH,
+    MODEL,
+    WORKER,
+    global_tracking_uri,
+    now_ms,
+    upload,
+)
 
 MAX_CURVE_CHARS = 5000
 log = logging.getLogger(__name__)
@@ -39,6 +53,7 @@ class TrialRecorder:
 
     def __init__(self, sink: TrialSink, run_id: str, flush_s: float = 1.0, curve_metric: str | None = None):
         self.client = MlflowClient(tracking_uri=sink.uri)
+        self.experiment_id = sink.experiment_id
         self.run_id = run_id
         self.flush_s = flush_s
         self.curve_metric = curve_metric  # its per-epoch values are kept on the run as one tag, for pruners
@@ -77,9 +92,53 @@ class TrialRecorder:
             text = json.dumps(self.curve)
         return [RunTag(CURVE_TAG, text)] if self.curve else []
 
-    def complete(self, value: float, duration_s: float) -> None:
+    def complete(self, value: float, duration_s: float, model: str | None = None) -> None:
         now = now_ms()
-        self._end("FINISHED", [Metric("objective", value, now, 0), Metric("duration_s", duration_s, now, 0)], [])
+        self._end("FINISHED", [Metric("objective", value, now, 0), Metric("duration_s", duration_s, now, 0)],
+                  [RunTag(MODEL, model)] if model else [])
+
+    def log_model(self, model: Any, input_example: Any) -> str:
+        """Log a trained torch model as this run's MLflow model (pytorch flavour, so pyfunc loads it too),
+        with its signature and input example; returns its ``models:/`` URI.
+
+        The model is moved to the CPU (a model trained on a GPU loads anywhere), and the project's
+        ``src`` travels with it, so its classes unpickle wherever it is loaded or served.
+        """
+        import mlflow
+        import mlflow.pytorch
+        import numpy as np
+        import torch
+        from mlflow.models import infer_signature
+
+        model = getattr(model, "_orig_mod", model).to("cpu").eval()  # a torch.compile'd model's own module
+        example = input_example.detach().cpu().float().numpy() if torch.is_tensor(input_example) else \
+            np.asarray(input_example, dtype=np.float32)
+        with torch.no_grad():
+            output = model(torch.from_numpy(example)).numpy()
+        logged = self.client.create_logged_model(self.experiment_id, name="model", source_run_id=self.run_id)
+        with global_tracking_uri(self.client.tracking_uri), _quiet("mlflow.pytorch"):
+            info = mlflow.pytorch.log_model(  # into the logged model made above: in the run's own experiment
+                model, name="model", run_id=self.run_id, model_id=logged.model_id,
+                signature=infer_signature(example, output),
+                input_example=example, serialization_format="pickle", code_paths=[str(PROJECT_ROOT / "src")],
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}",
+                                  f"mlflow=={mlflow.__version__}"])
+        return info.model_uri
+
+    @contextmanager
+    def system_metrics(self, enabled: bool, interval_s: float = 5.0) -> Iterator[None]:
+        """MLflow's system metrics (CPU, memory, GPU when present) on this run while the trial trains."""
+        if not enabled:
+            yield
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(self.run_id, sampling_interval=interval_s, tracking_uri=self.client.tracking_uri)
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.finish()
 
     def prune(self, reason: str, duration_s: float) -> None:
         self._end("KILLED", [Metric("duration_s", duration_s, now_ms(), 0)], [RunTag("pruned", reason)])
@@ -89,6 +148,19 @@ class TrialRecorder:
         if interrupted:
             tags.append(RunTag(INTERRUPTED, "true"))
         self._end("FAILED", [Metric("duration_s", duration_s, now_ms(), 0)], tags)
+
+
+@contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Errors only: MLflow warns at every pickled model that unpickling runs code (load models only from
+    stores you trust; the README says so), which would print a paragraph per new best trial."""
+    quieted = logging.getLogger(logger)
+    level = quieted.level
+    quieted.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        quieted.setLevel(level)
 
 
 class Heartbeat:

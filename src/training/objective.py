@@ -61,6 +61,12 @@ class TrainingObjective:
         self.cfg = cfg
         self.data(cfg)
 
+    def split_sizes(self) -> dict[str, int]:
+        """Examples per split (training, validation, test), as a study records its dataset."""
+        data = self.data(self.cfg)
+        return {"training": len(data.y_train), "validation": len(data.y_val),
+                "test": 0 if data.y_test is None else len(data.y_test)}
+
     def setup(self) -> None:
         """Load the dataset into this process before a trial's time limit starts counting (a fresh worker's
         start-up, not the trial's time)."""
@@ -97,6 +103,7 @@ class TrainingObjective:
             model = self._model(cfg, data)
             trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
             metrics = fit(model, data, device=trial.device, seed=trial.seed, report=report, **trainer)
+        trial.keep_model(model, data.x_val[:2])  # the study logs it if it keeps this trial's model
         if data.num_classes is not None:
             predicted = predict(model, data.x_val, trial.device).argmax(dim=1)
             trial.log_artifacts({"confusion_matrix.csv": confusion_csv(data.y_val.cpu().numpy(), predicted.numpy(),
