@@ -32,6 +32,25 @@ from src.resolvers import PROJECT_ROOT
 if TYPE_CHECKING:
     from src.report import Comparison
 
+USAGE = """\
+usage: python -m src.compare experiment=<preset> [scale=smoke|paper] [key=value ...] [--report-only]
+
+Runs an experiment preset's comparison: every variant under every seed as its own study
+(<preset>-<variant>-s<seed>-<scale>; finished studies are not run again), then writes the report.
+Arguments are Hydra overrides, as for python -m src.tune (key=value, group=option, +key=value).
+
+  experiment=<preset>   the comparison to run (presets in conf/experiment/)
+  scale=smoke|paper     minutes on a CPU (default) or the paper's settings
+  --report-only         skip the studies and rewrite the report from what is tracked
+
+presets: {presets}
+
+The report goes to reports/<preset>/<preset>.md (comparison.out=<folder> moves it), with its tables,
+plots and each study's artifacts beside it, and to an MLflow run named report-<preset>-<scale>.
+
+example: python -m src.compare experiment=seed001_mnist scale=smoke
+"""
+
 
 def compose_config(overrides: Sequence[str]) -> DictConfig:
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
@@ -80,8 +99,17 @@ def compare(overrides: Sequence[str], report_only: bool = False) -> Path:
     return out
 
 
+def usage() -> str:
+    """The help text, with the presets there are."""
+    presets = sorted(path.stem for path in (PROJECT_ROOT / "conf" / "experiment").glob("*.yaml"))
+    return USAGE.format(presets=", ".join(presets))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in args or "-h" in args:
+        print(usage(), end="")
+        return
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     with cli_errors():
         compare([a for a in args if a != "--report-only"], report_only="--report-only" in args)

@@ -5,6 +5,9 @@ Every failure is a ``ConfigError`` naming the dotted key, so the CLI can print o
 
 from __future__ import annotations
 
+import ast
+import difflib
+import functools
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -12,12 +15,19 @@ from omegaconf import DictConfig, OmegaConf
 from src.errors import ConfigError
 from src.execution import DEVICE, make_executor
 from src.pruning import Pruner
+from src.resolvers import PROJECT_ROOT
 from src.space import SearchSpace
 from src.strategies import make_strategy
 from src.trial import Direction
 
 STUDY_KEYS = ("dataset", "model", "trainer", "objective")  # with seed, space and strategy: what a study is
 NOT_STUDY_KEYS = {"dataset": ("download",)}  # settings that do not change results
+# Parameters of the code that reads a group which its caller fills itself, not from the group's keys:
+# TrainingObjective calls fit(model, data, device=, seed=, report=, [first_epoch=,] **trainer),
+# build_model calls Architecture(input_shape=, num_outputs=, **model) and load_dataset calls
+# loader(root=, cache=, seed=, **dataset).
+CALLER_FILLED = {"trainer": {"model", "data", "device", "seed", "report", "first_epoch"},
+                 "model": {"self", "input_shape", "num_outputs"}, "dataset": {"root", "cache", "seed"}}
 
 
 def validate(cfg: DictConfig) -> SearchSpace:
@@ -31,6 +41,7 @@ def validate(cfg: DictConfig) -> SearchSpace:
         _integer(cfg, "n_trials", minimum=1)
     _integer(cfg, "trainer.epochs", minimum=0)
     _integer(cfg, "trainer.batch_size", minimum=1)
+    _read_keys_only(cfg)
     if not str(cfg.study).strip():
         raise ConfigError("study", "the study name must not be empty")
     if not DEVICE.match(str(cfg.device)):
@@ -44,7 +55,9 @@ def validate(cfg: DictConfig) -> SearchSpace:
     for name in space:
         if not _exists(cfg, name):
             raise ConfigError(f"space.{name}", f"there is no config key {name!r} for this parameter to set")
-    make_strategy(cfg.strategy.name, space, cfg.seed, direction, options(cfg.strategy))
+    strategy = make_strategy(cfg.strategy.name, space, cfg.seed, direction, options(cfg.strategy))
+    if cfg.n_trials is not None:
+        strategy.check_budget(cfg.n_trials)
     make_executor(cfg.executor.name, options(cfg.executor))
     try:
         Pruner(**OmegaConf.to_container(cfg.pruner, resolve=True))
@@ -74,6 +87,78 @@ def study_config(cfg: DictConfig) -> dict[str, Any]:
         for name in dropped:
             config[key].pop(name, None)
     return config
+
+
+def accepted_keys(cfg: DictConfig) -> dict[str, set[str]]:
+    """The keys the training code reads from ``trainer``, ``model`` and ``dataset`` under this config.
+
+    Derived from the signatures of what reads them (``fit``, the ``model.arch``'s class, the
+    ``dataset.name``'s loader), so a new option is accepted as soon as it exists. The signatures are
+    read from the source rather than imported, because those modules import torch and a config
+    mistake should come back in seconds.
+    """
+    meta_keys = _literal("src.training.objective", "DATASET_META_KEYS")
+    readers = {"trainer": (set(), ("src.training.loop", "fit")),
+               "model": ({"name", "arch"}, _entry("src.models", "ARCHITECTURES", cfg, "model.arch")),
+               "dataset": (set(meta_keys), _entry("src.data", "LOADERS", cfg, "dataset.name"))}
+    return {group: own | (_parameters(*reader) - CALLER_FILLED[group]) for group, (own, reader) in readers.items()}
+
+
+def _read_keys_only(cfg: DictConfig) -> None:
+    """A key nothing reads (``+trainer.epoch=2`` meant as ``trainer.epochs``) would fail every trial, or the
+    dataset's load, with a TypeError once the study is tracked; refuse it now, with the likely key."""
+    for group, accepted in accepted_keys(cfg).items():
+        for key in cfg[group]:
+            if key not in accepted:
+                close = difflib.get_close_matches(key, accepted, n=1)
+                settings = ", ".join(sorted(accepted))
+                hint = f"did you mean {group}.{close[0]}?" if close else f"{group}'s settings: {settings}"
+                raise ConfigError(f"{group}.{key}", f"no such setting ({hint})")
+
+
+def _entry(module: str, mapping: str, cfg: DictConfig, key: str) -> tuple[str, str]:
+    """Where the function or class that ``mapping`` (a dict literal in ``module``) gives for ``cfg``'s ``key`` is."""
+    where, node = _definition(module, mapping)
+    entries = {k.value: v.id for k, v in zip(node.keys, node.values)}
+    value = OmegaConf.select(cfg, key)
+    if value not in entries:
+        raise ConfigError(key, f"{value!r} is not one of {sorted(entries)}")
+    return where, entries[value]
+
+
+def _parameters(module: str, name: str) -> set[str]:
+    """The parameter names of function ``name`` (or class ``name``'s ``__init__``) in ``module``."""
+    _, node = _definition(module, name)
+    if isinstance(node, ast.ClassDef):
+        node = next(n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    args = node.args
+    return {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+
+
+def _literal(module: str, name: str) -> Any:
+    return ast.literal_eval(_definition(module, name)[1])
+
+
+def _definition(module: str, name: str) -> tuple[str, ast.AST]:
+    """The module that defines ``name`` (following ``from ... import``) and its definition or assigned value."""
+    for node in _source(module).body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name == name:
+            return module, node
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return module, node.value
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
+            return module, node.value
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    return _definition(node.module, alias.name)
+    raise LookupError(f"{name} is not defined in {module}")
+
+
+@functools.cache
+def _source(module: str) -> ast.Module:
+    path = PROJECT_ROOT.joinpath(*module.split("."))
+    return ast.parse((path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text())
 
 
 def _exists(cfg: DictConfig, dotted: str) -> bool:

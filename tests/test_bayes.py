@@ -1,6 +1,7 @@
 """GP-BO and Gamma-BO (seed 001) on synthetic objectives, driven in memory without MLflow."""
 
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -217,3 +218,24 @@ def test_artifacts_plot_the_surrogate_for_one_dimension(cls):
     assert list(files) == [f"{cls.name}/surrogate.png"]
     assert files[f"{cls.name}/surrogate.png"][:8] == b"\x89PNG\r\n\x1a\n"
     assert cls(LR, 0, Direction.MAXIMIZE).artifacts(lr_history(1)) == {}
+
+
+THREE_D = SearchSpace.from_config({"trainer.lr": {"type": "log_float", "low": 1e-3, "high": 0.3},
+                                   "trainer.momentum": {"type": "float", "low": 0.5, "high": 0.99},
+                                   "model.dense": {"type": "int", "low": 16, "high": 128, "log": True}})
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
+def test_artifacts_plot_the_surrogate_through_the_best_trial_in_more_dimensions(cls):
+    rng = np.random.default_rng(0)
+    history = []
+    for k in range(8):
+        params = THREE_D.sample(rng)
+        history.append(done(k, params, accuracy(params["trainer.lr"]) + 0.1 * params["trainer.momentum"]))
+    files = cls(THREE_D, 0, Direction.MAXIMIZE).artifacts(history)
+    assert list(files) == [f"{cls.name}/surrogate.png"]
+    image = files[f"{cls.name}/surrogate.png"]
+    assert image[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", image[16:24])  # the PNG header's size
+    assert width > 2.5 * height  # three panels side by side, one per dimension
+    assert cls(THREE_D, 0, Direction.MAXIMIZE).artifacts(history[:1]) == {}

@@ -4,14 +4,17 @@ import math
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 from scipy import stats
 
 from src import optimize
+from src.config import validate
 from src.errors import ConfigError
 from src.space import SearchSpace
 from src.strategies import make_strategy
-from src.strategies.t_sampling import Combination
+from src.strategies.t_sampling import SUITED, Combination
 from src.trial import Direction
+from tests.conftest import ROOT
 from tests.in_memory import drive
 
 CONDITIONS = {"nodes": [2, 4, 6], "layers": [1, 2, 3], "steps": [5, 10, 15]}
@@ -137,3 +140,13 @@ def test_a_study_interrupted_mid_stage_resumes_from_mlflow(store, study_name):
     reference = optimize(lambda p, t: loss(p, t.number), space, "t_sampling", study=f"{study_name}-ref", **kwargs)
     assert calls.count(19) == 2 and len(calls) == len(reference.trials) + 1
     assert [(t.params, t.tags) for t in resumed.trials] == [(t.params, t.tags) for t in reference.trials]
+
+
+def test_a_numeric_space_is_refused_naming_the_configs_that_fit():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with pytest.raises(ConfigError, match="t_sampling needs choice dimensions") as error:
+            validate(compose("config", ["strategy=t_sampling"]))  # the default MNIST space
+        assert error.value.key == "space.trainer.lr"
+        for overrides in SUITED:
+            assert overrides in str(error.value)
+            assert list(validate(compose("config", ["strategy=t_sampling", *overrides.split()]))), overrides

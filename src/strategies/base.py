@@ -54,6 +54,15 @@ class Strategy(ABC):
         """How many trials the strategy needs at most; None when it would go on for ever."""
         return None
 
+    def check_budget(self, n_trials: int) -> None:
+        """Raise ``ConfigError("n_trials", ...)`` when ``n_trials`` is too few for anything meaningful.
+
+        Called before a study starts, so a budget that would only spend trainings (e.g. one that stops
+        a design before anything can be estimated from it) is refused instead of run; unlimited
+        budgets are not checked.
+        """
+        return None  # any budget will do unless a strategy says otherwise
+
     def rng(self, number: int) -> np.random.Generator:
         """A generator owned by one trial number, so its draws do not depend on what ran before."""
         return np.random.default_rng([self.seed, number])

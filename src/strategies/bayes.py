@@ -94,6 +94,7 @@ import warnings
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
@@ -113,6 +114,7 @@ from src.trial import Direction, Proposal, Trial, TrialState
 FAILED_RULES = ("worst", "ignore")  # what a failed trial (e.g. a diverged training) tells the surrogate
 MIN_OBSERVATIONS = 2  # the surrogate's hyperparameters need two points
 GRID_POINTS = 2049  # candidates in 1-D
+SLICE_POINTS = 400  # points along a dimension in the surrogate plots
 SOBOL_POINTS = 1024  # candidates in more dimensions
 REFINE_STARTS = 3  # L-BFGS-B runs from the best candidates
 GP_RESTARTS = 1  # extra random starts of the marginal-likelihood fit
@@ -264,17 +266,17 @@ class _BayesianOptimisation(Strategy):
         return Decision(proposals, finished=len(proposals) == len(inside) < len(numbers))
 
     def artifacts(self, history: Sequence[Trial]) -> dict[str, str | bytes]:
-        """For a 1-D space: the surrogate, its 95% band and EI as they stand after ``history``."""
+        """The surrogate and its 95% band as they stand after ``history``: with EI for a 1-D space, else as
+        slices through the best trial (one panel per dimension, the others held at the best trial's values)."""
         inputs, losses = self._observations(history)
-        if len(self.space) != 1 or len(losses) < MIN_OBSERVATIONS:
+        if len(losses) < MIN_OBSERVATIONS:
             return {}
         taken = {t.number for t in history}
         number = next(k for k in itertools.count() if k not in taken)
         with threadpool_limits(1, user_api="blas"):
             model = self._model(inputs, losses, [], self.rng(number))
-            grid = np.linspace(0.0, 1.0, 400)[:, None]
-            predictive = self.predictive(model.surrogate, grid)
-        return {f"{self.name}/surrogate.png": self._plot(grid, predictive, model, inputs, losses)}
+            plot = self._plot if len(self.space) == 1 else self._slices
+            return {f"{self.name}/surrogate.png": plot(model, inputs, losses)}
 
     def _observations(self, history: Sequence[Trial]) -> tuple[list[np.ndarray], list[float]]:
         complete = [t for t in history if t.state is TrialState.COMPLETE and t.value is not None
@@ -342,29 +344,64 @@ class _BayesianOptimisation(Strategy):
     def _decode(self, unit: np.ndarray) -> Params:
         return {name: _from_unit(dim, float(u)) for (name, dim), u in zip(self.space.items(), unit)}
 
-    def _plot(self, grid: np.ndarray, predictive: Predictive, model: _Model, inputs: list[np.ndarray],
-              losses: list[float]) -> bytes:
+    def _plot(self, model: _Model, inputs: list[np.ndarray], losses: list[float]) -> bytes:
+        """One dimension: the surrogate over it, the trials, and EI below."""
         plt = pyplot()
         ((name, dim),) = self.space.items()
-        sign = 1.0 if self.direction is Direction.MINIMIZE else -1.0  # back to the objective's units
-        x = np.array([_from_unit(dim, float(u), snap=False) for u in grid[:, 0]])
-        mean, sd = model.mean, model.sd
-        low, high = predictive.interval(0.95)
+        grid = np.linspace(0.0, 1.0, SLICE_POINTS)[:, None]
+        predictive = self.predictive(model.surrogate, grid)
         fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 5), height_ratios=[2, 1])
-        top.fill_between(x, sign * (mean + sd * low), sign * (mean + sd * high), alpha=0.25,
-                         label="95% band of the function")
-        top.plot(x, sign * (mean + sd * predictive.loc), label="surrogate mean")
-        top.scatter([_from_unit(dim, float(u[0]), snap=False) for u in inputs], sign * np.asarray(losses),
-                    color="black", zorder=3, label="trials")
+        self._band(top, dim, grid[:, 0], predictive, model)
+        top.scatter(_values(dim, np.asarray(inputs)[:, 0]), self._sign * np.asarray(losses), color="black", zorder=3,
+                    label="trials")
         top.set_ylabel("objective")
         top.legend(fontsize=8)
-        bottom.plot(x, sd * model.ei(predictive), color="tab:red")
+        bottom.plot(_values(dim, grid[:, 0]), model.sd * model.ei(predictive), color="tab:red")
         bottom.set_ylabel("expected improvement")
-        bottom.set_xlabel(name)
-        if isinstance(dim, LogFloat) or (isinstance(dim, Int) and dim.log):
-            bottom.set_xscale("log")
+        _dimension_axis(bottom, name, dim)
         top.set_title(f"{self.name}: {len(losses)} complete trials")
         return png(fig)
+
+    def _slices(self, model: _Model, inputs: list[np.ndarray], losses: list[float]) -> bytes:
+        """Several dimensions: a panel per dimension along which the surrogate is cut through the best trial."""
+        plt = pyplot()
+        best = int(np.argmin(losses))
+        columns = min(3, len(self.space))
+        rows = math.ceil(len(self.space) / columns)
+        fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.6 * rows), squeeze=False)
+        objective = self._sign * np.asarray(losses)
+        for j, (ax, (name, dim)) in enumerate(zip(axes.flat, self.space.items())):
+            grid = np.tile(inputs[best], (SLICE_POINTS, 1))
+            grid[:, j] = np.linspace(0.0, 1.0, SLICE_POINTS)
+            self._band(ax, dim, grid[:, j], self.predictive(model.surrogate, grid), model)
+            ax.scatter(_values(dim, np.asarray(inputs)[:, j]), objective, s=14, color="gray", alpha=0.6, zorder=3,
+                       label="trials (other dimensions vary)")
+            value = _from_unit(dim, float(inputs[best][j]))
+            ax.scatter([value], [objective[best]], marker="*", s=140, color="tab:red", zorder=4, label="best trial")
+            ax.axvline(value, color="tab:red", linestyle=":", linewidth=0.8)
+            ax.set_title(f"{name} (best trial: {value:.4g})", fontsize=9)
+            _dimension_axis(ax, name, dim)
+            if j % columns == 0:
+                ax.set_ylabel("objective")
+        for ax in list(axes.flat)[len(self.space):]:
+            ax.set_visible(False)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"{self.name}: surrogate through the best trial, one dimension at a time, the others held "
+                     f"at its values ({len(losses)} complete trials)", fontsize=10)
+        return png(fig)
+
+    def _band(self, ax: Any, dim: Float | Int, units: np.ndarray, predictive: Predictive, model: _Model) -> None:
+        """The surrogate's mean and 95% band of the function along ``dim`` (``units`` in [0, 1])."""
+        low, high = predictive.interval(0.95)
+        x = _values(dim, units)
+        ax.fill_between(x, self._sign * (model.mean + model.sd * low), self._sign * (model.mean + model.sd * high),
+                        alpha=0.25, label="95% band of the function")
+        ax.plot(x, self._sign * (model.mean + model.sd * predictive.loc), label="surrogate mean")
+
+    @property
+    def _sign(self) -> float:
+        """From losses back to the objective's units (a maximised objective's loss is its negative)."""
+        return 1.0 if self.direction is Direction.MINIMIZE else -1.0
 
 
 class GaussianProcessBO(_BayesianOptimisation):
@@ -397,6 +434,26 @@ class GammaBO(_BayesianOptimisation):
 
     def predictive(self, surrogate: Surrogate, points: np.ndarray) -> Predictive:
         return student_t_predictive(surrogate, points, self.a0, self.b0)
+
+
+def _values(dim: Float | Int, units: np.ndarray) -> np.ndarray:
+    """The dimension's values at ``units`` in [0, 1], unrounded (for plots)."""
+    return np.array([_from_unit(dim, float(u), snap=False) for u in units])
+
+
+def _dimension_axis(ax: Any, name: str, dim: Float | Int) -> None:
+    """Label the x axis with the parameter's name; log dimensions on a log scale with plain numbers, ticked at
+    the powers of ten, and at 2 and 5 x 10^k too when the range spans less than two decades (one decade
+    alone would leave the axis with one label or with crowded minor ones)."""
+    from matplotlib import ticker
+
+    ax.set_xlabel(name)
+    if isinstance(dim, LogFloat) or (isinstance(dim, Int) and dim.log):
+        ax.set_xscale("log")
+        narrow = math.log10(dim.high / dim.low) < 2
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _to_unit(dim: Float | Int, value: float) -> float:

@@ -1,0 +1,116 @@
+"""What a newcomer meets first on the command line: help, budgets too small to mean anything, typos in keys."""
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from src.config import CALLER_FILLED, accepted_keys
+from src.errors import ConfigError
+from src.space import SearchSpace
+from src.strategies import make_strategy
+from src.trial import Direction
+from tests.conftest import ROOT, TINY, cli
+
+pytestmark = pytest.mark.usefixtures("mnist_available")
+
+
+def compose_config(*overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", list(overrides))
+
+
+def one_line_exit_2(done):
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_compare_help_says_what_it_does_and_how_to_call_it(flag):
+    done = subprocess.run([sys.executable, "-m", "src.compare", flag], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.startswith("usage: python -m src.compare experiment=<preset>")
+    assert "python -m src.compare experiment=seed001_mnist scale=smoke" in done.stdout  # an example
+    assert "reports/<preset>/<preset>.md" in done.stdout  # where the report goes
+    for preset in ROOT.joinpath("conf", "experiment").glob("*.yaml"):
+        assert preset.stem in done.stdout
+
+
+def test_a_budget_too_small_for_the_factorial_design_is_refused_before_anything_runs(tmp_path):
+    store = tmp_path / "mlflow.db"
+    line = one_line_exit_2(cli(*TINY, f"tracking.uri=sqlite:///{store}", "strategy=factorial_grid", "n_trials=6"))
+    assert line.startswith("error: n_trials: 6 trials") and "8 runs" in line and "at least 8" in line
+    assert not store.exists()
+
+
+def test_the_budget_check_suggests_a_fraction_that_fits_where_there_is_one():
+    three = SearchSpace.from_config({n: {"type": "float", "low": 0.0, "high": 1.0} for n in "abc"})
+    five = SearchSpace.from_config({n: {"type": "float", "low": 0.0, "high": 1.0} for n in "abcde"})
+    make_strategy("factorial_grid", three, 0, Direction.MINIMIZE).check_budget(8)  # the design fits: fine
+    with pytest.raises(ConfigError, match="at least 8") as error:
+        make_strategy("factorial_grid", three, 0, Direction.MINIMIZE).check_budget(7)
+    assert error.value.key == "n_trials" and "fraction" not in str(error.value)  # three factors have none
+    with pytest.raises(ConfigError, match=r"strategy.fraction=2 \(8 runs\)"):
+        make_strategy("factorial_grid", five, 0, Direction.MINIMIZE).check_budget(10)
+    with pytest.raises(ConfigError, match=r"at least 34 .* strategy.fraction=2 \(18 runs\)"):
+        make_strategy("factorial_grid", five, 0, Direction.MINIMIZE, {"fraction": 1, "center_points": 2,
+                                                                   "replicates": 2}).check_budget(19)
+    make_strategy("random", five, 0, Direction.MINIMIZE).check_budget(1)  # other strategies take any budget
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("+trainer.epoch=2", "trainer.epoch: no such setting (did you mean trainer.epochs?)"),
+    ("+model.droput=0.1", "model.droput: no such setting (did you mean model.dropout?)"),
+    ("+dataset.subsets=10", "dataset.subsets: no such setting (did you mean dataset.subset?)"),
+    ("+trainer.warmup=3", "trainer.warmup: no such setting (trainer's settings: batch_size, channels_last,"),
+])
+def test_a_key_nothing_reads_is_refused_naming_it(tmp_path, override, message):
+    store = tmp_path / "mlflow.db"
+    line = one_line_exit_2(cli(*TINY, f"tracking.uri=sqlite:///{store}", override))
+    assert line.startswith(f"error: {message}"), line
+    assert not store.exists()
+
+
+def test_every_key_of_the_shipped_datasets_and_models_is_accepted():
+    """The presets are checked in test_pipeline (every variant at both scales); these are the groups' own files."""
+    for group in ("dataset", "model"):
+        for option in ROOT.joinpath("conf", group).glob("*.yaml"):
+            cfg = compose_config(f"{group}={option.stem}")
+            assert set(cfg[group]) <= accepted_keys(cfg)[group], option
+
+
+@pytest.mark.parametrize("overrides", [(), ("experiment=seed000_gold",), ("experiment=seed002_dogs",),
+                                       ("dataset=cifar10", "model=cnn_cifar10"), ("experiment=seed000_bdi",)])
+def test_the_accepted_keys_are_the_parameters_of_what_reads_them(overrides):
+    """Read from the source for speed, they must be what the imported functions take."""
+    from src.data import LOADERS
+    from src.models import ARCHITECTURES
+    from src.training.loop import fit
+    from src.training.objective import DATASET_META_KEYS
+
+    def parameters(function):
+        return set(inspect.signature(function).parameters)
+
+    cfg = compose_config(*overrides)
+    accepted = accepted_keys(cfg)
+    assert accepted["trainer"] == parameters(fit) - CALLER_FILLED["trainer"]
+    assert accepted["model"] == parameters(ARCHITECTURES[cfg.model.arch]) - CALLER_FILLED["model"] | {"arch", "name"}
+    assert accepted["dataset"] == parameters(LOADERS[cfg.dataset.name]) - CALLER_FILLED["dataset"] | set(
+        DATASET_META_KEYS)
+
+
+def test_checking_a_config_loads_neither_torch_nor_mlflow():
+    """Why config mistakes come back in seconds: the keys are checked without importing the training code."""
+    script = ("import sys, src.resolvers; from hydra import compose, initialize_config_dir; "
+              "from src.config import validate\n"
+              f"with initialize_config_dir(config_dir={str(ROOT / 'conf')!r}, version_base='1.3'):\n"
+              "    validate(compose('config', ['experiment=seed002_dogs']))\n"
+              "print(sorted({'torch', 'mlflow'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
