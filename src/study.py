@@ -104,6 +104,8 @@ def optimize(
         raise ConfigError("direction", f"must be 'minimize' or 'maximize', got {direction!r}") from None
     chosen = make_strategy(strategy, space, seed, goal, strategy_options)
     budget = _budget(n_trials, chosen.max_trials(), strategy)
+    if n_trials is not None:
+        chosen.check_budget(n_trials)
     stopper = pruner if isinstance(pruner, Pruner) else Pruner(**(pruner or {}))
     if stopper.active and metric is None:
         raise ConfigError("metric", "a pruner watches the objective's metric: name it (metric=...)")

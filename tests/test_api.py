@@ -195,3 +195,18 @@ def test_fresh_starts_the_study_anew(store, study_name):
     assert again.parent_run_id != first.parent_run_id and len(again.trials) == 3
     assert MlflowClient(store).get_run(first.parent_run_id).info.lifecycle_stage == "deleted"
     assert len(children(store, again.parent_run_id)) == 3
+
+
+def test_the_progress_bar_counts_to_what_the_strategy_will_run(store, study_name, capsys):
+    options = {"n_initial": 2, "n_iterations": 3}
+    optimize(quadratic, {"x": SPACE["x"]}, "gp_bo", n_trials=20, strategy_options=options, study=study_name,
+             tracking_uri=store)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "5/5" in bar and "100%" in bar, bar
+
+
+def test_a_budget_the_strategy_cannot_use_is_refused_before_tracking(tmp_path):
+    space = {name: {"type": "float", "low": 0.0, "high": 1.0} for name in ("a", "b", "c")}
+    with pytest.raises(ConfigError, match="n_trials.*8"):
+        optimize(quadratic, space, "factorial_grid", n_trials=6, tracking_uri=f"sqlite:///{tmp_path / 'never.db'}")
+    assert not (tmp_path / "never.db").exists()
