@@ -90,13 +90,30 @@ def compare(overrides: Sequence[str], report_only: bool = False) -> Path:
                 traceback.print_exc()
                 failures[cfg.study] = f"{type(error).__name__}: {error}"
     out = Path(base.comparison.get("out") or Path("reports") / comparison.name)
-    write(Tracker(base.tracking.uri), comparison, out, failures)
+    write(Tracker(base.tracking.uri), comparison, out, failures, naive_baseline(base))
     report = out / f"{comparison.name}.md"
     print(summary_part(report))
     print(f"\nreport: {report}")
     if failures:
         raise StudiesFailedError(failures)
     return out
+
+
+def naive_baseline(cfg: DictConfig) -> dict[str, float] | None:
+    """For a series, the persistence forecast's RMSEs on the preset's own splits; None for other tasks."""
+    from omegaconf import OmegaConf
+
+    from src.data import load_dataset
+    from src.data.timeseries import FEATURES, persistence_rmse
+    from src.training.objective import DATASET_META_KEYS
+
+    name = cfg.dataset.name
+    if cfg.dataset.task != "regression" or name not in FEATURES:
+        return None
+    options = {k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items() if k not in DATASET_META_KEYS}
+    splits = load_dataset(name, root=Path(cfg.paths.data) / name, cache=Path(cfg.paths.cache) / name, seed=cfg.seed,
+                          **options)
+    return persistence_rmse(name, splits)
 
 
 def usage() -> str:

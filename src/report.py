@@ -35,6 +35,17 @@ EVERY_STUDY = "## Every study"  # the heading that starts a report's per-study t
 
 
 @dataclass(frozen=True)
+class PaperFigure:
+    """One of the paper's headline figures, and which of our measures (of which variant) it is read against."""
+
+    what: str
+    paper: str
+    variant: str
+    measure: str  # a column of the summary: best_objective, trainings, test_rmse, val_accuracy, ...
+    note: str = ""  # the gap between its setting and ours that this figure depends on
+
+
+@dataclass(frozen=True)
 class Comparison:
     """Which studies to compare and how to present them."""
 
@@ -46,6 +57,8 @@ class Comparison:
     title: str = ""
     caption: str = ""
     columns: tuple[str, ...] = ()  # best-trial metrics to show beside the objective, e.g. test_rmse
+    paper: tuple[PaperFigure, ...] = ()
+    gaps: str = ""  # the data and settings that differ from the paper's, said once beside its figures
 
     def study(self, variant: str, seed: int) -> str:
         return f"{self.name}-{variant}-s{seed}-{self.scale}"
@@ -54,7 +67,10 @@ class Comparison:
     def from_config(cls, node: Mapping[str, Any], experiment: str, scale: str) -> Comparison:
         return cls(name=node["name"], experiment=experiment, scale=scale, seeds=tuple(node["seeds"]),
                    variants=tuple(node["variants"]), title=node.get("title", ""), caption=node.get("caption", ""),
-                   columns=tuple(node.get("columns", ())))
+                   columns=tuple(node.get("columns", ())),
+                   paper=tuple(PaperFigure(**{k: str(v) for k, v in figure.items()})
+                               for figure in node.get("paper", ())),
+                   gaps=node.get("gaps", "") or "")
 
 
 def best_so_far(trials: pd.DataFrame, direction: Direction) -> np.ndarray:
@@ -80,6 +96,7 @@ def summarize(study: dict[str, Any], trials: pd.DataFrame) -> dict[str, Any]:
         "failed": int((attempts["status"] == "FAILED").sum()) if len(attempts) else 0,
         "train_time_s": float(attempts["duration_s"].sum()) if len(attempts) else 0.0,
         "wall_time_s": ((study["end"] or study["start"]) - study["start"]) / 1000,
+        "commit": _commit(study["tags"]),
     }
     if len(done):
         best = done.loc[done["objective"].idxmin() if direction is Direction.MINIMIZE else done["objective"].idxmax()]
@@ -120,6 +137,12 @@ def collect(tracker: Tracker, comparison: Comparison) -> tuple[pd.DataFrame, dic
     return table, curves, direction
 
 
+def _commit(tags: Mapping[str, str]) -> str:
+    """The short commit that made a study (``+dirty`` with uncommitted changes), as its parent run records it."""
+    commit = tags.get("mlflow.source.git.commit", "")[:7]
+    return f"{commit}+dirty" if commit and tags.get("code.dirty") == "true" else commit
+
+
 def _reach(curve: np.ndarray, target: float) -> float:
     """Trainings until the best-so-far is within 1% of ``target`` (NaN if never)."""
     close = np.abs(curve - target) <= WITHIN * abs(target)
@@ -137,9 +160,45 @@ def aggregate(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return summary[["studies", "reached_1pct", *[f"{m}_{s}" for m in measures for s in ("mean", "sd")]]].reset_index()
 
 
-def markdown(comparison: Comparison, summary: pd.DataFrame, table: pd.DataFrame) -> str:
-    def cell(mean: float, sd: float) -> str:
-        return "-" if pd.isna(mean) else (f"{mean:.4g}" if pd.isna(sd) else f"{mean:.4g} ± {sd:.2g}")
+def _cell(mean: float, sd: float) -> str:
+    return "-" if pd.isna(mean) else (f"{mean:.4g}" if pd.isna(sd) else f"{mean:.4g} ± {sd:.2g}")
+
+
+def against_paper(comparison: Comparison, summary: pd.DataFrame, table: pd.DataFrame) -> list[str]:
+    """The paper's headline figures beside ours (mean ± sd over seeds), with the scale and commits of ours."""
+    if not comparison.paper:
+        return []
+    rows = []
+    for figure in comparison.paper:
+        found = summary[summary["variant"] == figure.variant]
+        column = f"{figure.measure}_mean"
+        ours = (_cell(found[column].iloc[0], found[f"{figure.measure}_sd"].iloc[0])
+                if len(found) and column in found else "-")
+        rows.append({"figure": figure.what, "paper": figure.paper, "ours": ours,
+                     "ours from": f"`{figure.variant}`, {figure.measure}", "note": figure.note})
+    commits = sorted({c for c in table.get("commit", pd.Series(dtype=str)).dropna() if c})
+    lines = ["## Against the paper", "",
+             f"Ours at {comparison.scale} scale, from studies made at commit(s) {', '.join(commits) or 'unknown'}.",
+             ""]
+    if comparison.gaps:
+        lines += [f"**Gaps against the paper.** {comparison.gaps.strip()}", ""]
+    return [*lines, pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+
+
+def baseline_part(baseline: Mapping[str, float] | None) -> list[str]:
+    """The naive forecast (next month = this month), the floor a series model's RMSEs are read against."""
+    if not baseline:
+        return []
+    row = {name: f"{value:.6g}" for name, value in baseline.items()}
+    return ["## Naive baseline: persistence", "",
+            "The forecast that next month equals this month, on the same validation and test months (scaled "
+            "target, and original units). A model worth its training beats it.", "",
+            pd.DataFrame([{"forecast": "persistence", **row}]).to_markdown(index=False, disable_numparse=True), ""]
+
+
+def markdown(comparison: Comparison, summary: pd.DataFrame, table: pd.DataFrame,
+             baseline: Mapping[str, float] | None = None) -> str:
+    cell = _cell
 
     measures = ["best_objective", "best_at_budget", *[c for c in comparison.columns if f"{c}_mean" in summary],
                 "trainings", "train_time_s", "trainings_to_1pct"]
@@ -147,7 +206,7 @@ def markdown(comparison: Comparison, summary: pd.DataFrame, table: pd.DataFrame)
                           **{m: [cell(a, b) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_sd"])]
                              for m in measures}})
     keep = ["variant", "seed", "best_objective", "best_at_budget", *[c for c in comparison.columns if c in table],
-            "trainings", "failed", "train_time_s", "trainings_to_1pct", "best_params", "status", "error"]
+            "trainings", "failed", "train_time_s", "trainings_to_1pct", "best_params", "commit", "status", "error"]
     lines = [f"# {comparison.title or comparison.name} ({comparison.scale} scale)", ""]
     if comparison.caption:
         lines += [comparison.caption.strip(), ""]
@@ -159,7 +218,9 @@ def markdown(comparison: Comparison, summary: pd.DataFrame, table: pd.DataFrame)
               f"after {table.attrs.get('budget', 0)} trainings, the smallest budget any study used, so every variant "
               "is compared on equal terms there; `trainings_to_1pct` counts the trainings a study needed to come "
               "within 1% of the best value any study found.", "",
-              shown.to_markdown(index=False), "", f"![best so far]({comparison.name}_best_so_far.png)", "",
+              shown.to_markdown(index=False), "", *baseline_part(baseline),
+              *against_paper(comparison, summary, table),
+              f"![best so far]({comparison.name}_best_so_far.png)", "",
               EVERY_STUDY, "", table[[c for c in keep if c in table]].to_markdown(index=False, floatfmt=".6g"),
               ""]
     return "\n".join(lines)
@@ -194,11 +255,12 @@ def plot_curves(comparison: Comparison, curves: Mapping[str, list[np.ndarray]]) 
     return png(fig, dpi=110)
 
 
-def write(tracker: Tracker, comparison: Comparison, out: Path, failures: Mapping[str, str] | None = None
-          ) -> pd.DataFrame:
+def write(tracker: Tracker, comparison: Comparison, out: Path, failures: Mapping[str, str] | None = None,
+          baseline: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Build the report from the tracking store, write it under ``out`` and log it to MLflow.
 
-    ``failures`` maps the studies that raised in this run to their error, shown in the per-study table.
+    ``failures`` maps the studies that raised in this run to their error, shown in the per-study table;
+    ``baseline`` is a naive forecast's RMSEs, shown (and recorded as metrics) beside the variants.
     """
     table, curves, _ = collect(tracker, comparison)
     if failures:
@@ -206,9 +268,10 @@ def write(tracker: Tracker, comparison: Comparison, out: Path, failures: Mapping
     summary = aggregate(table, comparison.columns)
     metrics = {f"{row['variant']}.{column}": row[column] for row in summary.to_dict("records")
                for column in summary.columns if column.endswith("_mean") and pd.notna(row[column])}
+    metrics |= {f"persistence.{name}": value for name, value in (baseline or {}).items()}
     name = comparison.name
     files: dict[str, str | bytes] = {
-        f"{name}.md": markdown(comparison, summary, table),
+        f"{name}.md": markdown(comparison, summary, table, baseline),
         f"{name}_summary.csv": summary.to_csv(index=False),
         f"{name}_studies.csv": table.to_csv(index=False),
         f"{name}_best_so_far.png": plot_curves(comparison, curves),

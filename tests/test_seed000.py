@@ -1,11 +1,16 @@
 """The seed-000 presets end to end at a tiny scale: both strategies on both datasets, then the report."""
 
+import re
+import subprocess
+
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
 from src.compare import compare
-from tests.conftest import ROOT, children, runs
+from src.data import load_dataset
+from src.data.timeseries import persistence_rmse
+from tests.conftest import DATA, ROOT, children, runs
 
 TINY = [  # three of the five hyperparameters, two samples each, one epoch
     "samples=2", "trainer.epochs=1", "space.model.num_layers.values=[1,2]", "~space.model.cell_activation",
@@ -49,6 +54,15 @@ def test_t_sampling_against_brute_force_and_the_report(dataset, store, tmp_path)
         assert table.loc[variant, "test_rmse_original"] > table.loc[variant, "test_rmse"] > 0
     markdown = (out / f"seed000_{dataset}.md").read_text()
     assert "t-sampling against brute force" in markdown and "| brute_force |" in markdown
+    floor = persistence_rmse(dataset, load_dataset(dataset, root=DATA / dataset, cache=tmp_path / "cache", seed=0,
+                                                   time_steps=5))
+    assert re.search(rf"\| persistence \| {floor['val_rmse']:.6g} +\|", markdown)  # the naive forecast, same months
+    assert "## Against the paper" in markdown
+    rows = {cells[0]: cells[1:] for line in markdown.splitlines() if line.startswith("| ")
+            for cells in [[c.strip() for c in line.strip("|").split("|")]]}
+    assert rows["trainings, brute force"][:2] == ["4,860", str(table.loc["brute_force", "trainings"])]
+    head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    assert head.stdout.strip() in markdown  # the commit that made ours
     assert (out / f"seed000_{dataset}_best_so_far.png").read_bytes()[:4] == b"\x89PNG"
     stages = out / "studies" / f"seed000_{dataset}-t_sampling-s0-smoke" / "t_sampling"
     assert (stages / "stage1.csv").read_text().startswith("model.hidden_size,model.num_layers,n,mean,sd")

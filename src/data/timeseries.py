@@ -143,6 +143,22 @@ def make_windows(months: pd.DataFrame, target: str, time_steps: int, val_fractio
                   y_test=y[b:] if n_test else None, target_scale=float(span[months.columns.get_loc(target)]))
 
 
+def persistence_rmse(name: str, splits: Splits) -> dict[str, float]:
+    """The naive forecast's RMSE (next month = this month) on validation and test, scaled and in original units.
+
+    The target is also an input, so the forecast is the target's value in each window's last month: the
+    floor any LSTM figure is read against.
+    """
+    column = FEATURES[name].index(TARGETS[name])
+    rmse: dict[str, float] = {}
+    for split, x, y in (("val", splits.x_val, splits.y_val), ("test", splits.x_test, splits.y_test)):
+        if x is None or not len(x):
+            continue
+        error = float(torch.sqrt(torch.mean((x[:, -1, column] - y[:, 0]) ** 2)))
+        rmse |= {f"{split}_rmse": error, f"{split}_rmse_original": error * splits.target_scale}
+    return rmse
+
+
 def _check_options(time_steps: int, val_fraction: float, test_fraction: float) -> None:
     if time_steps < 1:
         raise ConfigError("dataset.time_steps", f"must be >= 1, got {time_steps}")
