@@ -3,10 +3,11 @@
     python -m src.compare experiment=seed001_mnist [scale=paper] [key=value ...] [--report-only]
 
 The preset's ``comparison`` node names variants (each a list of overrides, e.g. ``[strategy=gp_bo,
-strategy.n_iterations=20]``) and seeds; every variant runs under every seed as its own study
-(``<name>-<variant>-s<seed>-<scale>``), with the same overrides otherwise, so the comparison is on
-equal terms. Studies already complete are not re-run (they resume as finished), so re-running the
-command after an interruption continues where it stopped. ``--report-only`` skips to the report.
+strategy.n_iterations=20]``; a scale leaves one out by setting it to null) and seeds; every variant
+runs under every seed as its own study (``<name>-<variant>-s<seed>-<scale>``), with the same
+overrides otherwise, so the comparison is on equal terms. Studies already complete are not re-run
+(they resume as finished), so re-running the command after an interruption continues where it
+stopped. ``--report-only`` skips to the report.
 Every study's config is validated before the first one trains, so a bad variant fails at once; a
 study that crashes later is reported as failed without costing the others, and the command then
 exits 1 once the report (which lists the failure) is written.

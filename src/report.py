@@ -66,7 +66,8 @@ class Comparison:
     @classmethod
     def from_config(cls, node: Mapping[str, Any], experiment: str, scale: str) -> Comparison:
         return cls(name=node["name"], experiment=experiment, scale=scale, seeds=tuple(node["seeds"]),
-                   variants=tuple(node["variants"]), title=node.get("title", ""), caption=node.get("caption", ""),
+                   variants=tuple(k for k, v in node["variants"].items() if v is not None),  # null: left out
+                   title=node.get("title", ""), caption=node.get("caption", ""),
                    columns=tuple(node.get("columns", ())),
                    paper=tuple(PaperFigure(**{k: str(v) for k, v in figure.items()})
                                for figure in node.get("paper", ())),
