@@ -40,7 +40,8 @@ def test_three_processes_started_at_once_run_each_trial_once(shared_store, study
 
 
 def test_a_survivor_finishes_what_its_killed_sibling_was_running(shared_store, study_name):
-    victim, survivor = (start(shared_store, study_name, 16, "--sleep", "0.4") for _ in range(2))
+    # trials long enough that the kill, sent as soon as the victim is seen mid-trial, lands inside one
+    victim, survivor = (start(shared_store, study_name, 12, "--sleep", "1.5") for _ in range(2))
 
     def victim_mid_trial() -> bool:
         kids = [r for r in trial_runs(shared_store) if r.data.tags.get("pid") == str(victim.pid)]
@@ -49,7 +50,7 @@ def test_a_survivor_finishes_what_its_killed_sibling_was_running(shared_store, s
     wait_for(victim_mid_trial, "the victim to be mid-trial")
     kill(victim)
     finish(survivor, timeout_s=120)
-    assert census(shared_store, study_name, 16) == {"trials": 16, **ALL_DONE}
+    assert census(shared_store, study_name, 12) == {"trials": 12, **ALL_DONE}
     dead = [r for r in trial_runs(shared_store) if r.data.tags.get("interrupted") == "true"]
     assert dead and all(r.data.tags["pid"] == str(victim.pid) for r in dead)
 
