@@ -1,4 +1,4 @@
-"""All benchmarks, or one: ``python -m bench [tracking|parallel|proposals|training|chaos|ui] [options]``.
+"""All benchmarks, or one: ``python -m bench [tracking|overhead|parallel|proposals|training|chaos|ui] [options]``.
 
 Figures print as they are measured. Defaults take about twenty minutes on 2 CPU cores, most of it in
 filling the 5,000-trial histories and in the kill storms; ``--quick`` uses small sizes to check the
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench import chaos, parallel_trials, proposal_time, tracking_overhead, training_throughput, ui
+from bench import chaos, overhead, parallel_trials, proposal_time, tracking_overhead, training_throughput, ui
 from src.strategies import STRATEGIES
 
-SECTIONS = ("tracking", "parallel", "proposals", "training", "chaos", "ui")
-DEFAULT_SECTIONS = ("tracking", "parallel", "proposals", "training", "chaos")  # ui only when asked for by name
+SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos", "ui")
+DEFAULT_SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos")  # ui: only when named
 
 
 def main() -> None:
@@ -33,6 +33,8 @@ def main() -> None:
     sizes = args.sizes or ([20, 50] if args.quick else [100, 1_000, 5_000])
     if "tracking" in args.sections:
         tracking_overhead.run(n_trials=10 if args.quick else 50, read_sizes=[20] if args.quick else [100, 1_000])
+    if "overhead" in args.sections:
+        overhead.run([20, 50] if args.quick else [200, 2_000])
     if "parallel" in args.sections:
         parallel_trials.run(n_trials=4 if args.quick else 16)
     if "proposals" in args.sections:

@@ -1,0 +1,76 @@
+"""Orchestration overhead against Optuna: the project's ``optimize`` beside Optuna on SQLite and in memory.
+
+The same instant objective (x squared over one float), the same kind of sampler (random), in one
+process, one after the other at each size: the project with its local SQLite store (MLflow), Optuna
+with an RDB storage on SQLite, and Optuna in memory. Each figure includes the study's start-up.
+Prints milliseconds per trial, the ratio to Optuna on SQLite (the goal is <= 1.0), and what the
+project's overhead is as a share of a 3-second trial.
+
+    python -m bench overhead [--sizes 200 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+SPACE = {"x": {"type": "float", "low": -5.0, "high": 5.0}}
+TRIAL_S = 3.0  # the trial length the overhead is measured against
+
+
+def project_ms(n_trials: int, folder: Path) -> float:
+    from src import optimize
+
+    def instant(params: dict) -> float:
+        return params["x"] ** 2
+
+    return _timed(lambda: optimize(instant, SPACE, "random", n_trials=n_trials, study=f"overhead-{n_trials}",
+                                   tracking_uri=f"sqlite:///{folder / 'hpo.db'}", progress=False), n_trials)
+
+
+def optuna_ms(n_trials: int, storage: str | None) -> float:
+    import optuna
+
+    optuna.logging.set_verbosity(logging.WARNING)
+
+    def study() -> None:
+        made = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0),
+                                   study_name=f"overhead-{n_trials}-{time.monotonic_ns()}")
+        made.optimize(lambda trial: trial.suggest_float("x", -5.0, 5.0) ** 2, n_trials=n_trials)
+
+    return _timed(study, n_trials)
+
+
+def _timed(run: Callable[[], object], n_trials: int) -> float:
+    start = time.perf_counter()
+    run()
+    return 1000 * (time.perf_counter() - start) / n_trials
+
+
+def run(sizes: list[int]) -> dict[int, dict[str, float]]:
+    print("\nOrchestration overhead per trial: an instant objective, random sampling, one process "
+          "(study start-up included)")
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        optuna_ms(2, None)  # imports on both sides before anything is timed
+        project_ms(2, folder)
+        for size in sizes:
+            ours = project_ms(size, folder)
+            rdb = optuna_ms(size, f"sqlite:///{folder / f'optuna-{size}.db'}")
+            memory = optuna_ms(size, None)
+            figures[size] = {"project": ours, "optuna_sqlite": rdb, "optuna_memory": memory}
+            print(f"  {size:>6,} trials: project {ours:7.1f} ms, Optuna on SQLite {rdb:7.1f} ms, Optuna in memory "
+                  f"{memory:6.1f} ms; project / Optuna-SQLite = {ours / rdb:4.2f}; overhead = "
+                  f"{ours / (10 * TRIAL_S):.2f}% of a {TRIAL_S:.0f}-s trial", flush=True)
+    return figures
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 2000])
+    run(parser.parse_args().sizes)
