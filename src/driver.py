@@ -23,6 +23,7 @@ from src.trial import Trial, best_trial
 
 SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
 ARTIFACT_INTERVAL_S = 30.0  # how often it refreshes the strategy's tables and plots there
+READ_INTERVAL_S = 1.0  # how often it reads back other processes' trials while its own keep it busy
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Driver:
         history = record.history()
         bar = tqdm(total=min(self.budget, self.strategy.max_trials() or self.budget), initial=self._done(history),
                    desc=self.name, unit="trial", disable=not self.progress, dynamic_ncols=True)
-        summarised = explained = reaped = time.monotonic()
+        summarised = explained = reaped = read = time.monotonic()
         with bar:
             while True:
                 self._fill()
@@ -76,7 +77,10 @@ class Driver:
                 if time.monotonic() - reaped >= self.liveness.heartbeat_interval_s:
                     record.reap(self._own())
                     reaped = time.monotonic()
-                history = record.history()
+                if time.monotonic() - read >= READ_INTERVAL_S:  # other processes' trials; ours are noted as they end
+                    history, read = record.history(), time.monotonic()
+                else:
+                    history = record.trials()
                 record.promote(best_trial(history, self.strategy.direction), self.name)
                 if time.monotonic() - summarised >= SUMMARY_INTERVAL_S:
                     record.write_summary(history)
@@ -133,6 +137,7 @@ class Driver:
     def _settle(self, outcome: Outcome) -> None:
         for trial in outcome.finished:
             self._release(trial.number)
+            self.record.note(trial)
         for number in outcome.lost:
             self.record.lost(self._release(number), "its worker died", self.max_retries)
         for number in outcome.timed_out:

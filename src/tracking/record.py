@@ -15,7 +15,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag
@@ -141,6 +141,13 @@ class StudyRecord:
         for run in runs:
             self._remember(run)
         return self.trials()
+
+    def note(self, trial: Trial) -> None:
+        """A trial this process ran has ended (as its executor reports it): known without reading it back."""
+        known = self._attempts.get(trial.number, {}).get(trial.run_id)
+        if known is not None:
+            status = next(name for name, state in _STATES.items() if state is trial.state)
+            self._attempts[trial.number][trial.run_id] = replace(known, status=status, trial=trial)
 
     def trials(self) -> list[Trial]:
         """The live trials as last read (and as this process started them), without reading again."""

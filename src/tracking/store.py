@@ -139,6 +139,8 @@ def _build(path: Path) -> None:
     try:
         _initialize_tables(engine)
         engine.dispose()
+        with contextlib.closing(sqlite3.connect(temporary)) as db:  # kept in the file: every later connection
+            db.execute("PRAGMA journal_mode=WAL")  # commits without rewriting pages, readers never wait on a writer
         os.replace(temporary, path)
     finally:
         engine.dispose()
