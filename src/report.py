@@ -182,7 +182,8 @@ def against_paper(comparison: Comparison, summary: pd.DataFrame, table: pd.DataF
              f"Ours at {comparison.scale} scale, from studies made at commit(s) {', '.join(commits) or 'unknown'}.",
              ""]
     if comparison.gaps:
-        lines += [f"**Gaps against the paper.** {comparison.gaps.strip()}", ""]
+        gaps = comparison.gaps.strip()
+        lines += [f"**Gaps against the paper.** {gaps[0].upper()}{gaps[1:]}", ""]
     return [*lines, pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
 
 
