@@ -5,6 +5,8 @@ local SQLite file and on tracking servers backed by SQLite and by PostgreSQL.
 """
 
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
@@ -12,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bench.chaos import census, finish, kill, start
+from src.tracking import store
 from tests.conftest import children, runs
 
 ALL_DONE = {"lost": 0, "duplicated": 0, "running": 0, "parents": 1, "failed": 0}
@@ -107,6 +110,21 @@ def test_a_study_started_on_a_store_half_made_by_a_killed_process_runs(tmp_path,
     finish(start(f"sqlite:///{path}", study_name, 3, "--sleep", "0"))
     assert census(f"sqlite:///{path}", study_name, 3) == {"trials": 3, **ALL_DONE}
     assert list(tmp_path.glob(".mlflow.db.*")) == []
+
+
+def test_a_store_another_client_is_creating_in_place_is_waited_for_not_replaced(tmp_path):
+    """MLflow itself (``mlflow ui``, a notebook) creates a new store in place; replacing that file would
+    leave the other client writing to one no one else reads."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    other = subprocess.Popen([sys.executable, "-c", "import mlflow, sys; c = mlflow.MlflowClient(sys.argv[1]); "
+                              "c.create_experiment('made-by-the-other-client')", uri])
+    path = tmp_path / "mlflow.db"
+    wait_for(path.exists, "the other client to start its store")
+    inode = path.stat().st_ino
+    client = store.connect(uri)
+    assert other.wait(timeout=120) == 0
+    assert path.stat().st_ino == inode
+    assert client.get_experiment_by_name("made-by-the-other-client") is not None
 
 
 @pytest.mark.parametrize("made_by", ["an older version", "this version"])

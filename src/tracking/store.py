@@ -3,8 +3,9 @@
 MLflow creates a SQLite store's schema in place, table by table; a process killed meanwhile leaves a
 file on which every later run fails (``table datasets already exists``). Here a new store is built
 in a temporary file beside the target and linked into place only once complete, and a half-made
-store that holds no runs (left by an older version or by MLflow itself) is rebuilt. Servers and
-databases are checked for reachability with a short timeout, instead of MLflow's minutes of retries.
+store that holds no runs (left by an older version or by MLflow itself) is rebuilt once it has stopped
+changing (while it changes, another client is building it in place). Servers and databases are
+checked for reachability with a short timeout, instead of MLflow's minutes of retries.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ KEY = "tracking.uri"
 SCHEMES = {"sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks", "databricks-uc", "uc"}
 REACH_TIMEOUT_S = 5.0
 STALE_BUILD_S = 3600  # a leftover temporary store older than this belongs to a killed process
+QUIET_S = 5.0  # a half-made store unchanged this long was left by a killed process, not one building it now
+POLL_S = 0.2
 _READY: set[str] = set()  # URIs this process has already checked and prepared
 
 
@@ -96,21 +99,35 @@ def _check_sqlite(uri: str) -> None:
 
 
 def _prepare_sqlite(path: Path, uri: str) -> None:
-    """Build a new store aside and move it into place; rebuild a half-made one that holds no runs."""
+    """Build a new store aside and link it into place; rebuild a half-made one that holds no runs.
+
+    A half-made store that is still changing is being built in place by someone else (``mlflow ui`` or
+    another MLflow client started at the same moment): wait for it, since replacing it would leave that
+    process writing to a file no one else can see.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path.parent):
-            if not path.exists():
-                _build(path)
-            elif not _complete(path):
-                if _holds_runs(path):
-                    raise ConfigError(KEY, f"{path} is an MLflow store with an older or damaged schema; back it up "
-                                           f"and run `mlflow db upgrade {uri}`")
-                _build(path)
+            while not (path.exists() and _complete(path)):
+                if not path.exists():
+                    _build(path, over=False)
+                elif _holds_runs(path):
+                    raise ConfigError(KEY, f"{path} is an MLflow store with an older or damaged schema; back it "
+                                           f"up and run `mlflow db upgrade {uri}`")
+                elif _idle_s(path) >= QUIET_S:
+                    _build(path, over=True)
+                else:
+                    time.sleep(POLL_S)
     except OSError as error:
         raise ConfigError(KEY, f"cannot create or open the store {path}: {error.strerror or error}") from None
     except sqlite3.DatabaseError as error:
         raise ConfigError(KEY, f"{path} is not an SQLite database ({error}); point tracking.uri elsewhere") from None
+
+
+def _idle_s(path: Path) -> float:
+    """Seconds since the store or its journal last changed."""
+    files = [path, path.with_name(f"{path.name}-journal"), path.with_name(f"{path.name}-wal")]
+    return time.time() - max(file.stat().st_mtime for file in files if file.exists())
 
 
 @contextlib.contextmanager
@@ -124,8 +141,9 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
-def _build(path: Path) -> None:
-    """Create MLflow's schema in a temporary file, then move the finished store into place."""
+def _build(path: Path, over: bool) -> None:
+    """Create MLflow's schema in a temporary file, then put the finished store at ``path``: over the
+    half-made store there if ``over``, else only if nothing has appeared there meanwhile."""
     from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine
 
     for leftover in path.parent.glob(f".{path.name}.*.building"):
@@ -141,7 +159,11 @@ def _build(path: Path) -> None:
         engine.dispose()
         with contextlib.closing(sqlite3.connect(temporary)) as db:  # kept in the file: every later connection
             db.execute("PRAGMA journal_mode=WAL")  # commits without rewriting pages, readers never wait on a writer
-        os.replace(temporary, path)
+        if over:
+            os.replace(temporary, path)
+        else:
+            with contextlib.suppress(FileExistsError):  # made in place meanwhile: the caller looks again
+                os.link(temporary, path)
     finally:
         engine.dispose()
         quiet.setLevel(level)
