@@ -34,7 +34,7 @@ def main() -> None:
     if "tracking" in args.sections:
         tracking_overhead.run(n_trials=10 if args.quick else 50, read_sizes=[20] if args.quick else [100, 1_000])
     if "overhead" in args.sections:
-        overhead.run([20, 50] if args.quick else [200, 2_000])
+        overhead.run([20, 50] if args.quick else [200, 2_000], 12 if args.quick else 60)
     if "parallel" in args.sections:
         parallel_trials.run(n_trials=4 if args.quick else 16)
     if "proposals" in args.sections:

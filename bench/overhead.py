@@ -4,9 +4,11 @@ The same instant objective (x squared over one float), the same kind of sampler 
 process, one after the other at each size: the project with its local SQLite store (MLflow), Optuna
 with an RDB storage on SQLite, and Optuna in memory. Each figure includes the study's start-up.
 Prints milliseconds per trial, the ratio to Optuna on SQLite (the goal is <= 1.0), and what the
-project's overhead is as a share of a 3-second trial.
+project's overhead is as a share of a 3-second trial. Then the share of a study's wall time its
+strategy's tables and plots held it up (the parent run's ``artifacts_wait_s``; the goal is <= 5%), for
+strategies that draw: factorial_grid on 9 factors and the BOs on 3 dimensions, 60 trials of 0.5 s.
 
-    python -m bench overhead [--sizes 200 2000]
+    python -m bench overhead [--sizes 200 2000] [--explained 60]
 """
 
 from __future__ import annotations
@@ -45,13 +47,32 @@ def optuna_ms(n_trials: int, storage: str | None) -> float:
     return _timed(study, n_trials)
 
 
+def explained_share(strategy: str, options: dict, dims: int, n_trials: int, folder: Path) -> tuple[float, float]:
+    """(seconds the study waited for its strategy's tables and plots, its wall seconds) for 0.5-s trials."""
+    from mlflow.tracking import MlflowClient
+
+    from src import optimize
+
+    def half_second(params: dict) -> float:
+        time.sleep(0.5)
+        return sum(float(v) for v in params.values())
+
+    space = {f"f{k}": {"type": "float", "low": 0.0, "high": 1.0} for k in range(dims)}
+    uri = f"sqlite:///{folder / 'explained.db'}"
+    start = time.perf_counter()
+    result = optimize(half_second, space, strategy, n_trials=n_trials, strategy_options=options,
+                      study=f"explained-{strategy}", tracking_uri=uri, progress=False)
+    wall = time.perf_counter() - start
+    return MlflowClient(uri).get_run(result.parent_run_id).data.metrics["artifacts_wait_s"], wall
+
+
 def _timed(run: Callable[[], object], n_trials: int) -> float:
     start = time.perf_counter()
     run()
     return 1000 * (time.perf_counter() - start) / n_trials
 
 
-def run(sizes: list[int]) -> dict[int, dict[str, float]]:
+def run(sizes: list[int], explained: int = 60) -> dict[int, dict[str, float]]:
     print("\nOrchestration overhead per trial: an instant objective, random sampling, one process "
           "(study start-up included)")
     figures = {}
@@ -67,10 +88,18 @@ def run(sizes: list[int]) -> dict[int, dict[str, float]]:
             print(f"  {size:>6,} trials: project {ours:7.1f} ms, Optuna on SQLite {rdb:7.1f} ms, Optuna in memory "
                   f"{memory:6.1f} ms; project / Optuna-SQLite = {ours / rdb:4.2f}; overhead = "
                   f"{ours / (10 * TRIAL_S):.2f}% of a {TRIAL_S:.0f}-s trial", flush=True)
+        print(f"Tables and plots as a share of a study's wall time ({explained} trials of 0.5 s)")
+        for strategy, options, dims in (("factorial_grid", {"fraction": 4}, 9), ("gp_bo", {}, 3),
+                                        ("gamma_bo", {}, 3)):
+            options = {**options, "n_iterations": explained} if strategy != "factorial_grid" else options
+            spent, wall = explained_share(strategy, options, dims, explained, folder)
+            print(f"  {strategy:<15} {spent:5.1f} s of {wall:5.1f} s = {100 * spent / wall:4.1f}%", flush=True)
     return figures
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 2000])
-    run(parser.parse_args().sizes)
+    parser.add_argument("--explained", type=int, default=60, help="trials of the tables-and-plots studies")
+    arguments = parser.parse_args()
+    run(arguments.sizes, arguments.explained)

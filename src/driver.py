@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tqdm.auto import tqdm
@@ -22,7 +23,8 @@ from src.tracking import Heartbeat, StudyRecord
 from src.trial import Trial, best_trial
 
 SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
-ARTIFACT_INTERVAL_S = 30.0  # how often it refreshes the strategy's tables and plots there
+ARTIFACT_INTERVAL_S = 30.0  # how often, at most, it refreshes the strategy's tables and plots there
+ARTIFACT_SHARE = 0.05  # and no more often than keeps their rendering under this share of the study's time
 READ_INTERVAL_S = 1.0  # how often it reads back other processes' trials while its own keep it busy
 
 
@@ -33,6 +35,60 @@ class Liveness:
     heartbeat_interval_s: float = 10.0
     stale_after_s: float = 60.0
     poll_interval_s: float = 2.0  # how often to look again while other processes run the trials
+
+
+class _Explainer:
+    """Renders the strategy's tables and plots off the critical path, in a background thread: only when
+    trials have finished since the last render, at most every ``ARTIFACT_INTERVAL_S`` (or as rarely as
+    keeps a slow render under ``ARTIFACT_SHARE`` of the time), and once more at the end.
+
+    Matplotlib is only ever used from that one thread. ``waited_s`` is what the study itself waited for
+    them: the end's render (cheap when the strategy caches what has not changed) and an unfinished one.
+    """
+
+    def __init__(self, strategy: Strategy):
+        self.strategy = strategy
+        self.waited_s = 0.0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-artifacts")
+        self._pending: Future[dict[str, str | bytes]] | None = None
+        self._last = time.monotonic()
+        self._cost = 0.0
+        self._shown: tuple[int, ...] | None = None
+
+    def poll(self, history: list[Trial]) -> dict[str, str | bytes]:
+        """The files of a finished render (to upload; empty if none), starting the next when it is due."""
+        files: dict[str, str | bytes] = {}
+        if self._pending is not None and self._pending.done():
+            files, self._pending = self._pending.result(), None
+        wait = max(ARTIFACT_INTERVAL_S, self._cost / ARTIFACT_SHARE)
+        if self._pending is None and time.monotonic() - self._last >= wait and self._key(history) != self._shown:
+            self._last, self._shown = time.monotonic(), self._key(history)
+            self._pending = self._pool.submit(self._render, list(history))
+        return files
+
+    def finish(self, history: list[Trial]) -> dict[str, str | bytes]:
+        """Every file as of ``history``: the render in flight, then one more if trials finished since."""
+        start = time.perf_counter()
+        files = self._pending.result() if self._pending is not None else {}
+        self._pending = None
+        if self._key(history) != self._shown:
+            files |= self._render(history)
+        self._pool.shutdown(wait=True)
+        self.waited_s += time.perf_counter() - start
+        return files
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _render(self, history: list[Trial]) -> dict[str, str | bytes]:
+        start = time.perf_counter()
+        files = self.strategy.artifacts(history)
+        self._cost = time.perf_counter() - start
+        return files
+
+    @staticmethod
+    def _key(history: list[Trial]) -> tuple[int, ...]:
+        return tuple(t.number for t in history if t.finished)
 
 
 class Driver:
@@ -47,6 +103,7 @@ class Driver:
         self.heartbeat = Heartbeat(record.sink.uri, liveness.heartbeat_interval_s)
         self.inflight: dict[int, str] = {}  # trial number -> its run, for the trials this process runs
         self.finished = False  # the strategy said so: only dead attempts' retries remain to run
+        self.explainer = _Explainer(strategy)
 
     def run(self) -> list[Trial]:
         record = self.record
@@ -54,7 +111,7 @@ class Driver:
         history = record.history()
         bar = tqdm(total=min(self.budget, self.strategy.max_trials() or self.budget), initial=self._done(history),
                    desc=self.name, unit="trial", disable=not self.progress, dynamic_ncols=True)
-        summarised = explained = reaped = read = time.monotonic()
+        summarised = reaped = read = time.monotonic()
         with bar:
             while True:
                 self._fill()
@@ -85,14 +142,12 @@ class Driver:
                 if time.monotonic() - summarised >= SUMMARY_INTERVAL_S:
                     record.write_summary(history)
                     summarised = time.monotonic()
-                if time.monotonic() - explained >= ARTIFACT_INTERVAL_S:
-                    record.log_artifacts(self.strategy.artifacts(history))
-                    explained = time.monotonic()
+                record.log_artifacts(self.explainer.poll(history))
                 self._show(bar, history)
         history = record.trials()  # as the last, full read before leaving the loop found them
         record.promote(best_trial(history, self.strategy.direction), self.name)
-        record.write_summary(history)
-        record.log_artifacts(self.strategy.artifacts(history))
+        record.log_artifacts(self.explainer.finish(history))
+        record.write_summary(history, {"artifacts_wait_s": self.explainer.waited_s})
         return history
 
     def stop(self) -> None:
@@ -102,6 +157,7 @@ class Driver:
             self.record.interrupt_own("the study's process was stopped")
         finally:
             self.heartbeat.close()
+            self.explainer.close()
 
     def _own(self) -> set[str]:
         return set(self.inflight.values())

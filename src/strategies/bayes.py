@@ -111,6 +111,11 @@ from src.space import Choice, Float, Int, LogFloat, Params, SearchSpace
 from src.strategies.base import Decision, Strategy
 from src.trial import Direction, Proposal, Trial, TrialState
 
+# A hyperparameter at its bound is routine for a small, noiseless toy study. Filtered for scikit-learn's GP
+# module once, not around each fit: catch_warnings is process-wide state, and the tables and plots are
+# drawn in a background thread while proposals are made in the main one.
+warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\.gaussian_process")
+
 FAILED_RULES = ("worst", "ignore")  # what a failed trial (e.g. a diverged training) tells the surrogate
 MIN_OBSERVATIONS = 2  # the surrogate's hyperparameters need two points
 GRID_POINTS = 2049  # candidates in 1-D
@@ -301,9 +306,7 @@ class _BayesianOptimisation(Strategy):
         gp = GaussianProcessRegressor(kernel, alpha=JITTER, n_restarts_optimizer=GP_RESTARTS,
                                       random_state=int(rng.integers(2**31 - 1)))
         fit = self._fit_points(targets, rng)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            gp.fit(np.asarray(inputs)[fit], targets[fit])
+        gp.fit(np.asarray(inputs)[fit], targets[fit])
         best = float(targets.min())
         lies = np.concatenate([targets, np.full(len(pending), best)])
         return _Model(Surrogate(gp.kernel_, np.asarray(inputs + pending), lies), best, self.xi / sd, mean, sd)

@@ -340,14 +340,15 @@ class StudyRecord:
 
     # -- the parent's summary ------------------------------------------------------------------
 
-    def write_summary(self, trials: list[Trial]) -> None:
-        """Put the best trial and the counts on the parent run, so the UI shows them at a glance."""
+    def write_summary(self, trials: list[Trial], extra: Mapping[str, float] | None = None) -> None:
+        """Put the best trial and the counts (and ``extra`` metrics) on the parent run, so the UI shows them."""
         best = best_trial(trials, self.direction)
         counts = {state: sum(t.state is state for t in trials) for state in TrialState}
         now = now_ms()
         step = sum(t.finished for t in trials)
         metrics = [Metric(f"n_{state.value}", counts[state], now, step) for state in
                    (TrialState.COMPLETE, TrialState.FAILED, TrialState.PRUNED)]
+        metrics += [Metric(name, float(value), now, step) for name, value in (extra or {}).items()]
         tags = []
         if best is not None:
             metrics.append(Metric("best_objective", best.value, now, step))

@@ -48,6 +48,7 @@ class FactorialGrid(Design, Strategy):
         self.order = min(order, len(self.factors))  # "interactions up to order": with fewer factors, all there are
         self.narrowing = Narrowing.from_config(narrowing or {}, space)
         self._cache: tuple[tuple, Analysis] | None = None
+        self._explained: tuple[Analysis, dict[str, str | bytes]] | None = None  # phase 1's files, per analysis
 
     def max_trials(self) -> int:
         """An upper bound: phase 1 plus the largest grid the narrowing rule can produce."""
@@ -105,6 +106,19 @@ class FactorialGrid(Design, Strategy):
         if analysis is None:
             return {}
         by_number = {t.number: t for t in history}
+        if self._explained is None or self._explained[0] is not analysis:  # phase 1's files change with it only
+            self._explained = (analysis, self._phase1_files(analysis, by_number))
+        files = dict(self._explained[1])
+        grid_trials = [by_number[n] for n in range(self.n_phase1, self.n_phase1 + len(analysis.grid))
+                       if n in by_number and by_number[n].finished]
+        if grid_trials:
+            results = tables.grid_table(analysis, self.n_phase1, by_number)
+            files["grid/results.csv"] = results.to_csv(index=False)
+            files["grid/results.md"] = tables.markdown(results) + "\n"
+            files["grid/best.md"] = tables.best(analysis, grid_trials, self.n_phase1, self.direction)
+        return files
+
+    def _phase1_files(self, analysis: Analysis, by_number: dict[int, Trial]) -> dict[str, str | bytes]:
         design = tables.design_table(self, by_number)
         narrowed = analysis.narrowed.assign(values=[", ".join(map(str, v)) for v in analysis.narrowed["values"]])
         files: dict[str, str | bytes] = {
@@ -123,11 +137,4 @@ class FactorialGrid(Design, Strategy):
             files["factorial/interactions.png"] = plots.interactions(analysis, self.factors)
         if self.fraction:
             files["factorial/aliases.md"] = tables.aliases(self, analysis)
-        grid_trials = [by_number[n] for n in range(self.n_phase1, self.n_phase1 + len(analysis.grid))
-                       if n in by_number and by_number[n].finished]
-        if grid_trials:
-            results = tables.grid_table(analysis, self.n_phase1, by_number)
-            files["grid/results.csv"] = results.to_csv(index=False)
-            files["grid/results.md"] = tables.markdown(results) + "\n"
-            files["grid/best.md"] = tables.best(analysis, grid_trials, self.n_phase1, self.direction)
         return files
