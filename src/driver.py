@@ -25,7 +25,8 @@ from src.trial import Trial, best_trial
 SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
 ARTIFACT_INTERVAL_S = 30.0  # how often, at most, it refreshes the strategy's tables and plots there
 ARTIFACT_SHARE = 0.05  # and no more often than keeps their rendering under this share of the study's time
-READ_INTERVAL_S = 1.0  # how often it reads back other processes' trials while its own keep it busy
+READ_INTERVAL_S = 1.0  # how often it reads back other processes' trials while its own keep it busy,
+MAX_READ_INTERVAL_S = 16.0  # and, doubling each time a read finds nothing new, at least this often
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class Driver:
         self.inflight: dict[int, str] = {}  # trial number -> its run, for the trials this process runs
         self.finished = False  # the strategy said so: only dead attempts' retries remain to run
         self.explainer = _Explainer(strategy)
+        self._seen: tuple[list[Trial] | None, Trial | None, int] = (None, None, 0)  # a history, its best, done
 
     def run(self) -> list[Trial]:
         record = self.record
@@ -112,6 +114,7 @@ class Driver:
         bar = tqdm(total=min(self.budget, self.strategy.max_trials() or self.budget), initial=self._done(history),
                    desc=self.name, unit="trial", disable=not self.progress, dynamic_ncols=True)
         summarised = reaped = read = time.monotonic()
+        read_every = READ_INTERVAL_S
         with bar:
             while True:
                 self._fill()
@@ -134,11 +137,12 @@ class Driver:
                 if time.monotonic() - reaped >= self.liveness.heartbeat_interval_s:
                     record.reap(self._own())
                     reaped = time.monotonic()
-                if time.monotonic() - read >= READ_INTERVAL_S:  # other processes' trials; ours are noted as they end
+                if time.monotonic() - read >= read_every:  # other processes' trials; ours are noted as they end
                     history, read = record.history(), time.monotonic()
+                    read_every = READ_INTERVAL_S if record.read_found else min(2 * read_every, MAX_READ_INTERVAL_S)
                 else:
                     history = record.trials()
-                record.promote(best_trial(history, self.strategy.direction), self.name)
+                record.promote(self._best(history), self.name)
                 if time.monotonic() - summarised >= SUMMARY_INTERVAL_S:
                     record.write_summary(history)
                     summarised = time.monotonic()
@@ -164,9 +168,10 @@ class Driver:
 
     def _free(self) -> list[int]:
         """Numbers below the budget that no live attempt holds and that this process could start."""
-        taken = self.record.taken() | set(self.inflight)
-        free = [k for k in range(self.budget) if k not in taken]
-        return free if not self.finished else [k for k in free if self.record.retry_proposal(k) is not None]
+        taken, inflight = self.record.taken(), self.inflight
+        if self.finished:
+            return sorted(k for k in self.record.retries() if k < self.budget and k not in inflight)
+        return [k for k in range(self.budget) if k not in taken and k not in inflight]
 
     def _fill(self) -> int:
         """Propose for the free slots, claim and submit; returns how many proposals there were."""
@@ -174,7 +179,8 @@ class Driver:
         free = self._free()
         if slots <= 0 or not free:
             return 0
-        retries = {k: p for k in free if (p := self.record.retry_proposal(k)) is not None}
+        waiting = self.record.retries()
+        retries = {k: waiting[k] for k in free if k in waiting}
         batch = list(retries.items())[:slots]
         fresh = [k for k in free if k not in retries][: slots - len(batch)]
         if fresh and not self.finished:
@@ -208,9 +214,15 @@ class Driver:
     def _done(self, history: list[Trial]) -> int:
         return sum(t.finished and t.number < self.budget for t in history)
 
+    def _best(self, history: list[Trial]) -> Trial | None:
+        """The best trial, found again only when the record's list of trials is a new one."""
+        if history is not self._seen[0]:
+            self._seen = (history, best_trial(history, self.strategy.direction), self._done(history))
+        return self._seen[1]
+
     def _show(self, bar: tqdm, history: list[Trial]) -> None:
-        bar.n = self._done(history)
-        best = best_trial(history, self.strategy.direction)
+        best = self._best(history)
+        bar.n = self._seen[2]
         if best is not None:
             bar.set_postfix(best=f"{best.value:.4g}", refresh=False)
         bar.refresh()

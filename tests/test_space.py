@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import stats
 
 from src.errors import ConfigError
 from src.space import Choice, Float, Int, LogFloat, SearchSpace
@@ -19,6 +20,20 @@ def test_builds_typed_dimensions_named_by_config_path():
     assert space["trainer.batch_size"] == Choice((32, 64, "auto"))
     assert space["model.dropout"] == Float(0.0, 0.6)
     assert space["model.layers"] == Int(1, 9, step=2)
+
+
+@pytest.mark.parametrize(("dimension", "reference"), [
+    (Float(-5.0, 5.0), lambda: stats.uniform(-5.0, 10.0)),
+    (LogFloat(1e-3, 0.5), lambda: stats.loguniform(1e-3, 0.5)),
+    (Int(3, 9), lambda: stats.randint(3, 10)),
+    (Choice(("a", "b", "c")), lambda: stats.randint(0, 3)),
+])
+def test_draws_are_scipys_distributions_draws(dimension, reference):
+    """The generator's own methods, for speed: the values scipy's frozen distributions give (to rounding)."""
+    for seed in range(20):
+        expected = reference().rvs(random_state=np.random.default_rng(seed))
+        drawn = dimension.sample(np.random.default_rng(seed))
+        assert drawn == (dimension.values[expected] if isinstance(dimension, Choice) else pytest.approx(expected))
 
 
 def test_samples_lie_in_their_dimensions_and_parse_back_from_strings():

@@ -29,6 +29,7 @@ ATTEMPT = "attempt"  # which claim of that number it holds (0, 1, ... as earlier
 CLAIMED = "claimed"  # "true" once the run won its claim: only claimed runs are trials
 HEARTBEAT = "heartbeat"  # epoch ms, refreshed by the owning driver while the run is RUNNING
 HOST, PID, PID_START = "host", "pid", "pid_start"  # the owning driver, to tell a dead owner on its host
+RECORD = "record"  # which StudyRecord (one per driver) started it: that record need not read it back
 WORKER = "worker"  # host:pid of the process that ran the trial (a worker of the driver, or the driver)
 INTERRUPTED = "interrupted"  # "true": the attempt died or was stopped; the number runs again
 RETRIED = "retried"  # "true": a failed attempt that retry_failed sent round again

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,7 @@ from src.tracking.common import (
     INTERRUPTED,
     MODEL,
     PARAMS_PER_BATCH,
+    RECORD,
     RETRIED,
     STRATEGY_TAG_PREFIX,
     TRIAL,
@@ -47,6 +49,7 @@ from src.tracking.common import (
     upload,
 )
 from src.tracking.lineage import DataVersion, code_tags
+from src.tracking.store import mlflow_client
 from src.tracking.trial_run import TrialSink
 from src.trial import Direction, Proposal, Trial, TrialState, best_trial
 
@@ -95,7 +98,10 @@ class StudyRecord:
         self.data: DataVersion | None = None  # logged as every trial's dataset inputs (see ``use_data``)
         self._margin = refresh_margin_ms
         self._attempts: dict[int, dict[str, Attempt]] = {}
+        self._views: dict[str, Any] = {}  # what trials(), taken() and retries() last found; cleared on a change
         self._read_at: int | None = None
+        self.read_found = 0  # how many runs the last read brought
+        self._id = uuid.uuid4().hex[:16]  # tags the runs this record starts
         self._uploaded: dict[str, str] = {}
         self._owner = Owner.me()
         self._promoted: str | None = None  # the run whose model the alias points at, as far as this record knows
@@ -108,7 +114,7 @@ class StudyRecord:
         """
         key = (sink, direction)
         if key not in _READERS:
-            _READERS[key] = cls(MlflowClient(sink.uri), sink.uri, sink.experiment_id, sink.parent_run_id, "", space,
+            _READERS[key] = cls(mlflow_client(sink.uri), sink.uri, sink.experiment_id, sink.parent_run_id, "", space,
                                 direction)
         return _READERS[key]
 
@@ -126,18 +132,20 @@ class StudyRecord:
     def history(self, full: bool = False) -> list[Trial]:
         """The live trial of each number that has one, ordered by number.
 
-        The first call (and ``full``) reads every child; later calls read only children started or
-        ended since the previous read, less a margin for runs that other processes committed late.
+        The first call (and ``full``) reads every child; later calls read only other processes' children
+        started or ended since the previous read, less a margin for runs they committed late: the trials
+        this record started it knows already (``start_trial``, ``note``).
         """
         now = now_ms()
         if full or self._read_at is None:
             self._attempts.clear()
+            self._views.clear()
             runs = list(self._children())
         else:
-            since = self._read_at - self._margin
-            runs = [*self._children(f"attributes.start_time >= {since}"),
-                    *self._children(f"attributes.end_time >= {since}")]
-        self._read_at = now
+            since, others = self._read_at - self._margin, f"tags.`{RECORD}` != '{self._id}'"
+            runs = [*self._children(f"attributes.start_time >= {since} and {others}"),
+                    *self._children(f"attributes.end_time >= {since} and {others}")]
+        self._read_at, self.read_found = now, len(runs)
         for run in runs:
             self._remember(run)
         return self.trials()
@@ -147,15 +155,22 @@ class StudyRecord:
         known = self._attempts.get(trial.number, {}).get(trial.run_id)
         if known is not None:
             status = next(name for name, state in _STATES.items() if state is trial.state)
-            self._attempts[trial.number][trial.run_id] = replace(known, status=status, trial=trial)
+            self._put(replace(known, status=status, trial=trial))
 
     def trials(self) -> list[Trial]:
-        """The live trials as last read (and as this process started them), without reading again."""
-        return sorted((a.trial for a in self._live() if a.trial), key=lambda t: t.number)
+        """The live trials as last read (and as this process started them), without reading again.
 
-    def taken(self) -> set[int]:
+        The same list until the record changes: callers must not modify it.
+        """
+        if "trials" not in self._views:
+            self._views["trials"] = sorted((a.trial for a in self._live() if a.trial), key=lambda t: t.number)
+        return self._views["trials"]
+
+    def taken(self) -> frozenset[int]:
         """Numbers with a live claim (running or finished), as far as this record has read."""
-        return {a.number for a in self._live()}
+        if "taken" not in self._views:
+            self._views["taken"] = frozenset(a.number for a in self._live())
+        return self._views["taken"]
 
     def running_elsewhere(self, own: Collection[str]) -> bool:
         """Whether a live trial runs in another process (or in one that died and is not yet settled)."""
@@ -173,6 +188,18 @@ class StudyRecord:
         earlier = [a for a in self._attempts.get(number, {}).values() if a.claimed and a.proposal is not None]
         return max(earlier, key=lambda a: a.attempt).proposal if earlier else None
 
+    def retries(self) -> dict[int, Proposal]:
+        """The numbers no live attempt holds whose dead attempt left a proposal: what each should run again."""
+        if "retries" not in self._views:
+            taken = self.taken()
+            self._views["retries"] = {number: proposal for number in self._attempts if number not in taken
+                                      and (proposal := self.retry_proposal(number)) is not None}
+        return self._views["retries"]
+
+    def _put(self, attempt: Attempt) -> None:
+        self._attempts.setdefault(attempt.number, {})[attempt.run_id] = attempt
+        self._views.clear()
+
     def _children(self, condition: str = "") -> Iterator[Any]:
         query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'" + (f" and {condition}" if condition else "")
         return pages(self.client, self.sink.experiment_id, query)
@@ -184,6 +211,7 @@ class StudyRecord:
         number, run_id = int(tags[TRIAL]), run.info.run_id
         if run.info.lifecycle_stage != "active":
             self._attempts.get(number, {}).pop(run_id, None)
+            self._views.clear()
             return None
         try:
             params = self.space.parse(run.data.params)
@@ -201,7 +229,7 @@ class StudyRecord:
             superseded=tags.get(INTERRUPTED) == "true" or tags.get(RETRIED) == "true",
             trial=trial, proposal=None if params is None else Proposal(params, strategy_tags), error=tags.get(ERROR),
             model=tags.get(MODEL))
-        self._attempts.setdefault(number, {})[run_id] = attempt
+        self._put(attempt)
         return attempt
 
     # -- claiming --------------------------------------------------------------------------------
@@ -211,8 +239,9 @@ class StudyRecord:
         claimed = [a.attempt for a in self._attempts.get(number, {}).values() if a.claimed]
         attempt = max(claimed) + 1 if claimed else 0
         tags = {MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: f"trial-{number:04d}", TRIAL: str(number),
-                ATTEMPT: str(attempt), "device": device, HEARTBEAT: str(now_ms()), **self._owner.tags(),
-                **code_tags(), **{f"{STRATEGY_TAG_PREFIX}{k}": str(v) for k, v in proposal.tags.items()}}
+                ATTEMPT: str(attempt), "device": device, HEARTBEAT: str(now_ms()), RECORD: self._id,
+                **self._owner.tags(), **code_tags(),
+                **{f"{STRATEGY_TAG_PREFIX}{k}": str(v) for k, v in proposal.tags.items()}}
         run = self.client.create_run(self.sink.experiment_id, run_name=tags[MLFLOW_RUN_NAME], tags=tags)
         run_id = run.info.run_id
         while (holder := self._claim(number, attempt, run_id)) != run_id:
@@ -228,8 +257,8 @@ class StudyRecord:
         if self.data is not None:
             self.client.log_inputs(run_id, datasets=self.data.inputs())
         trial = Trial(number, dict(proposal.params), TrialState.RUNNING, run_id=run_id, tags=dict(proposal.tags))
-        self._attempts.setdefault(number, {})[run_id] = Attempt(run_id, number, attempt, "RUNNING", claimed=True,
-                                                                superseded=False, trial=trial, proposal=proposal)
+        self._put(Attempt(run_id, number, attempt, "RUNNING", claimed=True, superseded=False, trial=trial,
+                          proposal=proposal))
         return run_id
 
     def _claim(self, number: int, attempt: int, run_id: str) -> str:

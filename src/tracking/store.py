@@ -38,6 +38,7 @@ STALE_BUILD_S = 3600  # a leftover temporary store older than this belongs to a 
 QUIET_S = 5.0  # a half-made store unchanged this long was left by a killed process, not one building it now
 POLL_S = 0.2
 _READY: set[str] = set()  # URIs this process has already checked and prepared
+_TUNED = False  # whether new SQLite connections get _relax_wal_syncs
 
 
 def connect(uri: str) -> MlflowClient:
@@ -48,9 +49,29 @@ def connect(uri: str) -> MlflowClient:
         if path is not None:
             _prepare_sqlite(path, uri)
         _READY.add(uri)
+    return mlflow_client(uri)
+
+
+def mlflow_client(uri: str) -> MlflowClient:
+    """A client for a store already checked (by this process or the driver that started it)."""
+    global _TUNED
     from mlflow.tracking import MlflowClient
 
+    if not _TUNED:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.listen(Engine, "connect", _relax_wal_syncs)
+        _TUNED = True
     return MlflowClient(tracking_uri=uri)
+
+
+def _relax_wal_syncs(connection: object, _record: object) -> None:
+    """WAL stores sync at checkpoints only (``synchronous=NORMAL``), not at every commit: a killed process
+    loses nothing it committed; a power cut may undo the last commits, together, so the store stays
+    consistent and exactly-once (those trials run again). Stores in other journal modes are left alone."""
+    if isinstance(connection, sqlite3.Connection) and connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def check(uri: str) -> None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlflow.entities import Metric, RunTag
-from mlflow.tracking import MlflowClient
 
 from src.resolvers import PROJECT_ROOT
 from src.tracking.common import (
@@ -29,6 +28,7 @@ from src.tracking.common import (
     now_ms,
     upload,
 )
+from src.tracking.store import mlflow_client
 
 MAX_CURVE_CHARS = 5000
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class TrialRecorder:
     """
 
     def __init__(self, sink: TrialSink, run_id: str, flush_s: float = 1.0, curve_metric: str | None = None):
-        self.client = MlflowClient(tracking_uri=sink.uri)
+        self.client = mlflow_client(sink.uri)
         self.experiment_id = sink.experiment_id
         self.run_id = run_id
         self.flush_s = flush_s
@@ -171,7 +171,7 @@ class Heartbeat:
     """
 
     def __init__(self, uri: str, interval_s: float):
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = mlflow_client(uri)
         self.interval_s = interval_s
         self._runs: set[str] = set()
         self._lock = threading.Lock()
