@@ -19,7 +19,8 @@ Layout of what is written:
 - child: tags ``trial`` (number), ``attempt``, ``claimed``, ``device``, ``host``/``pid``/``pid_start``
   (the owning driver), ``record`` (the driver's StudyRecord, which reads back only others' runs),
   ``worker`` (host:pid of the process that ran it), ``heartbeat`` (epoch ms, refreshed while it runs),
-  ``strategy.<key>`` (what the strategy attached to its proposal), ``error`` when it failed, ``interrupted`` when it died or was stopped (it runs again),
+  ``strategy.<key>`` (what the strategy attached to its proposal), ``error`` when it failed,
+  ``interrupted`` when it died or was stopped (it runs again),
   ``worker_died`` when its worker process died under it (counts towards ``max_retries``),
   ``retried`` when ``retry_failed`` sent it round again; params = the trial's parameters; metrics
   per epoch (``step`` = epoch), then ``objective`` and ``duration_s``.
