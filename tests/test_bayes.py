@@ -15,6 +15,7 @@ from src.strategies.bayes import (
     GaussianProcessBO,
     Predictive,
     Surrogate,
+    _subset,
     expected_improvement,
     gaussian_predictive,
     student_t_predictive,
@@ -72,12 +73,17 @@ def test_same_seed_and_history_give_the_same_proposal(cls):
 
 
 @pytest.mark.parametrize("cls", STRATEGIES)
-def test_a_long_history_fits_the_kernel_on_the_best_and_a_sample_but_still_finds_the_optimum(cls):
-    strategy = cls(LR, 0, Direction.MAXIMIZE, n_initial=2, n_iterations=200, max_fit_points=20)
+def test_a_long_history_fits_and_conditions_on_the_best_and_a_sample_but_still_finds_the_optimum(cls):
+    strategy = cls(LR, 0, Direction.MAXIMIZE, n_initial=2, n_iterations=200, max_fit_points=20,
+                   max_condition_points=30)
     history = lr_history(60)
     losses = np.array([-t.value for t in history])
-    chosen = strategy._fit_points(losses, np.random.default_rng(0))
+    chosen = _subset(losses, 20, np.random.default_rng(0))
     assert len(chosen) == 20 and set(np.argsort(losses)[:10]) <= set(chosen)
+    running = [Trial(60, {"lr": 0.3}, TrialState.RUNNING)]
+    inputs, found = strategy._observations(history)
+    model = strategy._model(inputs, found, [strategy._encode(t.params) for t in running], np.random.default_rng(0))
+    assert model.surrogate.n == 31  # 30 observations and the pending point
     proposal = strategy.propose(history, [60]).proposals[0].params["lr"]
     assert abs(math.log10(proposal / BEST_LR)) < 0.3
 
