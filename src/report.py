@@ -132,8 +132,8 @@ def collect(tracker: Tracker, comparison: Comparison) -> tuple[pd.DataFrame, dic
     best_known = table["best_objective"].min() if direction is Direction.MINIMIZE else table["best_objective"].max()
     ordered = [curve for variant in comparison.variants for curve in curves[variant]]
     table["trainings_to_1pct"] = [_reach(curve, best_known) for curve in ordered]
-    budget = min((len(curve) for curve in ordered), default=0)
-    table["best_at_budget"] = [curve[budget - 1] if budget else np.nan for curve in ordered]
+    budget = min((len(curve) for curve in ordered if len(curve)), default=0)  # a study yet to start has none
+    table["best_at_budget"] = [curve[budget - 1] if budget and len(curve) >= budget else np.nan for curve in ordered]
     table.attrs["budget"] = budget
     return table, curves, direction
 
@@ -217,9 +217,9 @@ def markdown(comparison: Comparison, summary: pd.DataFrame, table: pd.DataFrame,
         lines += [f"**{len(broken)} of {len(table)} studies did not finish** ({', '.join(broken['study'])}); their "
                   "rows below hold what they tracked before they stopped, and the error where this run saw it.", ""]
     lines += [f"Mean ± standard deviation over seeds {list(comparison.seeds)}. `best_at_budget` is the best value "
-              f"after {table.attrs.get('budget', 0)} trainings, the smallest budget any study used, so every variant "
-              "is compared on equal terms there; `trainings_to_1pct` counts the trainings a study needed to come "
-              "within 1% of the best value any study found.", "",
+              f"after {table.attrs.get('budget', 0)} trainings, the smallest budget any study that ran used, so "
+              "every variant is compared on equal terms there; `trainings_to_1pct` counts the trainings a study "
+              "needed to come within 1% of the best value any study found.", "",
               shown.to_markdown(index=False), "", *baseline_part(baseline),
               *against_paper(comparison, summary, table),
               f"![best so far]({comparison.name}_best_so_far.png)", "",
