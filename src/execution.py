@@ -274,10 +274,14 @@ def _work(index: int, tasks: multiprocessing.Queue, results: multiprocessing.Que
     _die_with(driver)
     import src.tracking  # noqa: F401 - imported before the first trial, not inside its time limit
 
+    results.put((index, _READY))
     while (payload := tasks.get()) is not None:
         job: TrialJob = cloudpickle.loads(payload)
         job = dataclasses.replace(job, device=_worker_device(job.device, index))
         results.put((index, run_trial(job, on_start=lambda: results.put((index, None)))))
+
+
+_READY = "ready"  # a worker's first message: started and imported
 
 
 def _die_with(driver: int) -> None:
@@ -336,6 +340,7 @@ class _Worker:
     tasks: Any
     job: TrialJob | None = None
     started: float | None = None  # when the job started running in the worker
+    ready: bool = False  # it has imported what trials need
 
 
 class ProcessExecutor:
@@ -354,6 +359,18 @@ class ProcessExecutor:
                                         name=f"hpo-worker-{index}")
         process.start()
         return _Worker(process, tasks)
+
+    def warm(self) -> None:
+        """Start every worker now and return once each has imported what trials need: a warm pool, whose
+        first trials start at once (workers otherwise start with the first trials handed to them)."""
+        while len(self._workers) < self.limits.n_workers:
+            self._workers.append(self._start(len(self._workers)))
+        waiting = {index for index, worker in enumerate(self._workers) if not worker.ready}
+        while waiting:
+            index, message = self._results.get()
+            if message == _READY:
+                self._workers[index].ready = True
+                waiting.discard(index)
 
     def free_slots(self) -> int:
         return self.limits.n_workers - sum(w.job is not None for w in self._workers)
@@ -375,6 +392,9 @@ class ProcessExecutor:
                 index, trial = self._results.get(timeout=self.poll_s)
             except queue.Empty:
                 self._check(outcome)
+                continue
+            if trial == _READY:
+                self._workers[index].ready = True
                 continue
             if trial is None:
                 self._workers[index].started = time.monotonic()

@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -116,6 +117,18 @@ def test_two_process_workers_run_every_trial_exactly_once_and_in_parallel(store,
     reference = optimize(square, SPACE, n_trials=6, study=f"{study_name}-inline", tracking_uri=store,
                          progress=False)
     assert [t.params for t in result.trials] == [t.params for t in reference.trials]
+
+
+def test_a_warmed_pool_has_its_workers_running_before_the_first_trial_and_runs_the_study(store, study_name):
+    executor, before = ProcessExecutor(n_workers=2), set(psutil.Process().children())
+    executor.warm()
+    workers = set(psutil.Process().children()) - before
+    assert len(workers) == 2 and all(w.is_running() for w in workers)
+    result = optimize(square, SPACE, n_trials=4, study=study_name, tracking_uri=store, progress=False,
+                      executor=executor)
+    assert finished_numbers(store, result.parent_run_id) == [0, 1, 2, 3]
+    assert {r.data.tags["worker"].split(":")[1] for r in children(store, result.parent_run_id)} <= {
+        str(w.pid) for w in workers}  # the warmed workers ran the trials: none was started for them
 
 
 def test_a_worker_killed_mid_trial_is_retried(store, study_name, tmp_path, monkeypatch):
