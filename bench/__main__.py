@@ -36,7 +36,7 @@ def main() -> None:
     if "overhead" in args.sections:
         overhead.run([20, 50] if args.quick else [200, 2_000], 12 if args.quick else 60)
     if "parallel" in args.sections:
-        parallel_trials.run(n_trials=4 if args.quick else 16)
+        parallel_trials.run(n_trials=4 if args.quick else 32)
     if "proposals" in args.sections:
         proposal_time.run(sizes, args.strategies)
     if "training" in args.sections:

@@ -6,6 +6,7 @@ starting Python processes, which a study pays once.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -16,24 +17,44 @@ from src.execution import InlineExecutor, ProcessExecutor
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
 
 
+TRIAL_S = 1.5  # how long each toy trial computes
+ROUNDS = "HPO_BENCH_BURN_ROUNDS"  # the loop length that takes TRIAL_S here (workers inherit it)
+
+
 def burn(params):
-    """About 1.5 s of pure-Python arithmetic: one core, the GIL held throughout."""
+    """About ``TRIAL_S`` of pure-Python arithmetic: one core, the GIL held throughout."""
     total = 0.0
-    for i in range(7_500_000):
+    for i in range(int(os.environ.get(ROUNDS, 7_500_000))):
         total += (i % 7) * params["x"]
     return total
 
 
-def trials_per_minute(executor, n_trials: int, store: str, study: str) -> float:
+def calibrate() -> None:
+    """Set the loop length that takes ``TRIAL_S`` on this machine, before any worker starts."""
+    os.environ[ROUNDS] = "1000000"
     start = time.perf_counter()
-    optimize(burn, SPACE, "random", n_trials=n_trials, study=study, tracking_uri=store, progress=False,
-             executor=executor)
-    return 60 * n_trials / (time.perf_counter() - start)
+    burn({"x": 0.5})
+    os.environ[ROUNDS] = str(int(1_000_000 * TRIAL_S / (time.perf_counter() - start)))
+
+
+def trials_per_minute(executor, n_trials: int, store: str, study: str) -> tuple[float, float]:
+    """Trials per minute, and the mean seconds a trial computed (its ``duration_s``): when the pool's rate
+    falls short, whether the trials ran slower or the gaps between them grew."""
+    from mlflow.tracking import MlflowClient
+
+    start = time.perf_counter()
+    result = optimize(burn, SPACE, "random", n_trials=n_trials, study=study, tracking_uri=store, progress=False,
+                      executor=executor)
+    rate = 60 * n_trials / (time.perf_counter() - start)
+    client = MlflowClient(store)
+    durations = [client.get_run(t.run_id).data.metrics["duration_s"] for t in result.trials]
+    return rate, sum(durations) / len(durations)
 
 
 def run(n_trials: int) -> None:
-    print(f"\nTrials per minute on a CPU-bound toy objective ({n_trials} trials; warm pools: worker start-up "
-          "excluded)")
+    print(f"\nTrials per minute on a CPU-bound toy objective ({n_trials} trials of {TRIAL_S} s; warm pools: "
+          "worker start-up excluded)")
+    calibrate()
     with tempfile.TemporaryDirectory() as tmp:
         store = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         runners = {"inline": InlineExecutor(), "process, 1 worker": ProcessExecutor(n_workers=1),
@@ -42,6 +63,6 @@ def run(n_trials: int) -> None:
         for k, (label, executor) in enumerate(runners.items()):
             if isinstance(executor, ProcessExecutor):
                 executor.warm()
-            rates[label] = trials_per_minute(executor, n_trials, store, f"parallel-{k}")
-            print(f"  {label:<20}: {rates[label]:6.1f} trials/min", flush=True)
+            rates[label], computing = trials_per_minute(executor, n_trials, store, f"parallel-{k}")
+            print(f"  {label:<20}: {rates[label]:6.1f} trials/min (each computed {computing:.2f} s)", flush=True)
         print(f"  2 workers / inline = {rates['process, 2 workers'] / rates['inline']:.2f}x (goal >= 1.8)")

@@ -282,6 +282,7 @@ def _work(index: int, tasks: multiprocessing.Queue, results: multiprocessing.Que
 
 
 _READY = "ready"  # a worker's first message: started and imported
+CLOSE_GRACE_S = 0.2  # how long a closing pool waits for idle workers to exit before killing them
 
 
 def _die_with(driver: int) -> None:
@@ -367,7 +368,15 @@ class ProcessExecutor:
             self._workers.append(self._start(len(self._workers)))
         waiting = {index for index, worker in enumerate(self._workers) if not worker.ready}
         while waiting:
-            index, message = self._results.get()
+            try:
+                index, message = self._results.get(timeout=self.poll_s)
+            except queue.Empty:
+                dead = [k for k in waiting if not self._workers[k].process.is_alive()]
+                if dead:
+                    code = self._workers[dead[0]].process.exitcode
+                    raise RuntimeError(f"worker {dead[0]} died while starting (exit code {code}); its error is "
+                                       "above") from None
+                continue
             if message == _READY:
                 self._workers[index].ready = True
                 waiting.discard(index)
@@ -420,13 +429,17 @@ class ProcessExecutor:
             self._workers[index] = self._start(index)
 
     def close(self) -> None:
+        """Idle workers are asked to stop, and given a moment; then whatever still runs is killed (an idle
+        worker holds no trial; a Python that imported torch takes about a second just to exit)."""
         for worker in self._workers:
             if worker.job is None and worker.process.is_alive():
                 worker.tasks.put(None)
+        deadline = time.monotonic() + CLOSE_GRACE_S
         for worker in self._workers:
-            worker.process.join(timeout=5 if worker.job is None else 0)
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()) if worker.job is None else 0)
             if worker.process.is_alive():
                 worker.process.kill()
+                worker.process.join()
         self._workers.clear()
 
 
