@@ -11,10 +11,11 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from src import optimize
-from src.server import local_server
+from src.server import local_postgres, local_server
 from src.space import SearchSpace
 from src.tracking import Tracker
 from src.trial import Direction
@@ -53,9 +54,23 @@ def run(n_trials: int, read_sizes: list[int]) -> None:
     print(f"\nTracking overhead per trial ({n_trials} trials of a no-op objective, 3 epochs of metrics)")
     with tempfile.TemporaryDirectory() as tmp:
         local = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        print(f"  local SQLite store : {per_trial_ms(local, n_trials, 'overhead'):7.1f} ms/trial", flush=True)
+        base = per_trial_ms(local, n_trials, "overhead")
+        print(f"  local SQLite store             : {base:7.1f} ms/trial", flush=True)
         with local_server(Path(tmp)) as server:
-            print(f"  tracking server    : {per_trial_ms(server, n_trials, 'overhead'):7.1f} ms/trial", flush=True)
+            served = per_trial_ms(server, n_trials, "overhead")
+            print(f"  tracking server, SQLite        : {served:7.1f} ms/trial ({served / base:.1f}x local; goal <= 2)",
+                  flush=True)
+        with ExitStack() as stack:
+            try:
+                (Path(tmp) / "postgres").mkdir()
+                backend = stack.enter_context(local_postgres(Path(tmp) / "postgres"))
+            except RuntimeError as reason:
+                print(f"  tracking server, PostgreSQL    : not measured ({reason})")
+            else:
+                server = stack.enter_context(local_server(Path(tmp) / "postgres", backend=backend))
+                served = per_trial_ms(server, n_trials, "overhead")
+                print(f"  tracking server, PostgreSQL    : {served:7.1f} ms/trial ({served / base:.1f}x local SQLite)",
+                      flush=True)
         print("History read-back from the local store (trials: full read s, incremental refresh ms)")
         done = 0
         for size in sorted(read_sizes):

@@ -3,10 +3,12 @@
 import subprocess
 import sys
 import time
+import urllib.request
 
+import psutil
 from mlflow.tracking import MlflowClient
 
-from src import optimize
+from src import optimize, server
 from src.space import SearchSpace
 from src.tracking import Tracker, TrialRecorder, default_artifact_location
 from src.tracking.record import REFRESH_MARGIN_MS
@@ -94,6 +96,18 @@ def test_a_study_tracks_to_an_http_tracking_server(tracking_server, study_name):
     assert len(children(uri, result.parent_run_id)) == 3
     artifacts = [a.path for a in MlflowClient(uri).list_artifacts(result.parent_run_id)]
     assert artifacts == ["config.yaml"]
+
+
+def test_the_project_s_server_runs_without_mlflow_s_job_runner_unless_asked(tmp_path, monkeypatch):
+    """The runner's polling processes slowed every request ten-fold on a small machine."""
+    monkeypatch.delenv(server.JOBS_SWITCH, raising=False)
+    assert server.server_env()[server.JOBS_SWITCH] == "false"
+    assert server.server_env(jobs=True)[server.JOBS_SWITCH] == "true"
+    with server.local_server(tmp_path) as uri:
+        assert urllib.request.urlopen(f"{uri}/health", timeout=5).status == 200
+        assert not [p for p in psutil.Process().children(recursive=True) if "huey" in " ".join(p.cmdline())]
+    monkeypatch.setenv(server.JOBS_SWITCH, "true")  # the user's own setting wins
+    assert server.server_env()[server.JOBS_SWITCH] == "true"
 
 
 def test_epoch_metrics_are_buffered_then_written_on_time_and_at_the_end(store, study_name):
