@@ -7,6 +7,7 @@ still runs once, and a trial whose process died runs again.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator, Mapping
@@ -24,6 +25,8 @@ from src.strategies import make_strategy
 from src.tracking import StudySpec, Tracker, flatten
 from src.tracking.lineage import DataVersion
 from src.trial import Direction, Trial, best_trial
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -106,6 +109,10 @@ def optimize(
     budget = _budget(n_trials, chosen.max_trials(), strategy)
     if n_trials is not None:
         chosen.check_budget(n_trials)
+        most = chosen.max_trials()
+        if most is not None and most < n_trials:  # one line, and the study runs what the strategy allows
+            _log.warning(f"strategy {strategy!r} finishes after {most} trials, fewer than n_trials={n_trials}: its "
+                         "own options say so (the BOs: n_initial + n_iterations; a grid: its points)")
     stopper = pruner if isinstance(pruner, Pruner) else Pruner(**(pruner or {}))
     if stopper.active and metric is None:
         raise ConfigError("metric", "a pruner watches the objective's metric: name it (metric=...)")

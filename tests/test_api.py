@@ -205,6 +205,20 @@ def test_the_progress_bar_counts_to_what_the_strategy_will_run(store, study_name
     assert "5/5" in bar and "100%" in bar, bar
 
 
+@pytest.mark.parametrize("strategy", ["gp_bo", "gamma_bo"])
+def test_the_bos_use_the_whole_budget_unless_their_options_stop_them_sooner_and_then_say_so(
+        store, study_name, strategy, caplog):
+    result = optimize(quadratic, {"x": SPACE["x"]}, strategy, n_trials=14, study=study_name, tracking_uri=store,
+                      progress=False)
+    assert len(result.trials) == 14 and not caplog.records
+    capped = optimize(quadratic, {"x": SPACE["x"]}, strategy, n_trials=14, strategy_options={"n_iterations": 3},
+                      study=f"{study_name}-capped", tracking_uri=store, progress=False)
+    assert len(capped.trials) == 5
+    assert [r.getMessage() for r in caplog.records] == [
+        f"strategy {strategy!r} finishes after 5 trials, fewer than n_trials=14: its own options say so (the BOs: "
+        "n_initial + n_iterations; a grid: its points)"]
+
+
 def test_a_budget_the_strategy_cannot_use_is_refused_before_tracking(tmp_path):
     space = {name: {"type": "float", "low": 0.0, "high": 1.0} for name in ("a", "b", "c")}
     with pytest.raises(ConfigError, match="n_trials.*8"):

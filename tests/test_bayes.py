@@ -46,7 +46,7 @@ def lr_history(n, seed=0):
 @pytest.mark.parametrize("cls", STRATEGIES)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_finds_the_best_learning_rate_within_12_evaluations(cls, seed):
-    strategy = cls(LR, seed, Direction.MAXIMIZE)  # 2 random points + 10 BO iterations
+    strategy = cls(LR, seed, Direction.MAXIMIZE, n_iterations=10)  # 2 random points + 10 BO iterations
     history = drive(strategy, lambda p, _: accuracy(p["lr"]))
     assert len(history) == 12
     best = max(history, key=lambda t: t.value)

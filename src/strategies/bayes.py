@@ -211,7 +211,8 @@ class _BayesianOptimisation(Strategy):
     """Random start, then EI maximisation under the predictive ``predictive`` defines.
 
     ``n_initial`` random draws first (>= 2: the surrogate needs two points), then ``n_iterations``
-    EI proposals; ``xi`` is EI's exploration trade-off (eq. 10) in the objective's units.
+    EI proposals (None, the default: as many as the study's ``n_trials`` leaves); ``xi`` is EI's
+    exploration trade-off (eq. 10) in the objective's units.
     ``failed``: ``worst`` counts a failed trial (a diverged training, say) as an observation of
     the worst loss seen so far, so the search learns to avoid its region; ``ignore`` leaves it out.
     ``max_fit_points`` bounds the cost of fitting the kernel's hyperparameters (each step of that
@@ -224,8 +225,8 @@ class _BayesianOptimisation(Strategy):
     """
 
     def __init__(self, space: SearchSpace, seed: int, direction: Direction, n_initial: int = 2,
-                 n_iterations: int = 10, xi: float = 0.01, failed: str = "worst", max_fit_points: int = 150,
-                 max_condition_points: int = 500):
+                 n_iterations: int | None = None, xi: float = 0.01, failed: str = "worst",
+                 max_fit_points: int = 150, max_condition_points: int = 500):
         super().__init__(space, seed, direction)
         if failed not in FAILED_RULES:
             raise ConfigError("strategy.failed", f"must be one of {FAILED_RULES}, got {failed!r}")
@@ -235,7 +236,7 @@ class _BayesianOptimisation(Strategy):
                 raise ConfigError("space", f"{self.name} needs numeric dimensions; {name!r} is a choice")
         if n_initial < MIN_OBSERVATIONS:
             raise ConfigError("strategy.n_initial", f"must be >= {MIN_OBSERVATIONS}, got {n_initial}")
-        if n_iterations < 0:
+        if n_iterations is not None and n_iterations < 0:
             raise ConfigError("strategy.n_iterations", f"must be >= 0, got {n_iterations}")
         if not xi >= 0:
             raise ConfigError("strategy.xi", f"must be >= 0, got {xi}")
@@ -251,15 +252,16 @@ class _BayesianOptimisation(Strategy):
     def predictive(self, surrogate: Surrogate, points: np.ndarray) -> Predictive:
         """The distribution EI is evaluated under."""
 
-    def max_trials(self) -> int:
-        return self.n_initial + self.n_iterations
+    def max_trials(self) -> int | None:
+        return None if self.n_iterations is None else self.n_initial + self.n_iterations
 
     def propose(self, history: Sequence[Trial], numbers: Sequence[int]) -> Decision:
         with threadpool_limits(BLAS_THREADS, user_api="blas"):
             return self._propose(history, numbers)
 
     def _propose(self, history: Sequence[Trial], numbers: Sequence[int]) -> Decision:
-        inside = [k for k in numbers if k < self.max_trials()]
+        most = self.max_trials()
+        inside = [k for k in numbers if most is None or k < most]
         inputs, losses = self._observations(history)
         pending = [self._encode(t.params) for t in history if t.state is TrialState.RUNNING]
         proposals = []
@@ -425,8 +427,8 @@ class GammaBO(_BayesianOptimisation):
     name = "gamma_bo"
 
     def __init__(self, space: SearchSpace, seed: int, direction: Direction, n_initial: int = 2,
-                 n_iterations: int = 10, xi: float = 0.01, failed: str = "worst", max_fit_points: int = 150,
-                 max_condition_points: int = 500, a0: float = 1.0, b0: float = 1.0):
+                 n_iterations: int | None = None, xi: float = 0.01, failed: str = "worst",
+                 max_fit_points: int = 150, max_condition_points: int = 500, a0: float = 1.0, b0: float = 1.0):
         super().__init__(space, seed, direction, n_initial, n_iterations, xi, failed, max_fit_points,
                          max_condition_points)
         for key, value in (("a0", a0), ("b0", b0)):

@@ -49,7 +49,8 @@ class PerEpoch(Strategy):
         self.inner_name, self.inner_options = inner, dict(inner_options or {})
         candidates = self._inner(1).max_trials()
         if candidates is None:
-            raise ConfigError("strategy.inner", f"{inner!r} has no trial budget of its own; use a bounded strategy")
+            raise ConfigError("strategy.inner", f"{inner!r} has no trial budget of its own; use a bounded strategy "
+                                                "(the BOs: set inner_options.n_iterations)")
         self.candidates = candidates
 
     def _inner(self, epoch: int) -> Strategy:
