@@ -105,7 +105,7 @@ class Driver:
         self.inflight: dict[int, str] = {}  # trial number -> its run, for the trials this process runs
         self.finished = False  # the strategy said so: only dead attempts' retries remain to run
         self.explainer = _Explainer(strategy)
-        self._seen: tuple[list[Trial] | None, Trial | None, int] = (None, None, 0)  # a history, its best, done
+        self._standings: tuple[list[Trial] | None, Trial | None, int] = (None, None, 0)  # see _standing
 
     def run(self) -> list[Trial]:
         record = self.record
@@ -142,14 +142,14 @@ class Driver:
                     read_every = READ_INTERVAL_S if record.read_found else min(2 * read_every, MAX_READ_INTERVAL_S)
                 else:
                     history = record.trials()
-                record.promote(self._best(history), self.name)
+                record.promote(self._standing(history)[0], self.name)
                 if time.monotonic() - summarised >= SUMMARY_INTERVAL_S:
                     record.write_summary(history)
                     summarised = time.monotonic()
                 record.log_artifacts(self.explainer.poll(history))
                 self._show(bar, history)
         history = record.trials()  # as the last, full read before leaving the loop found them
-        record.promote(best_trial(history, self.strategy.direction), self.name)
+        record.promote(self._standing(history)[0], self.name)
         record.log_artifacts(self.explainer.finish(history))
         record.write_summary(history, {"artifacts_wait_s": self.explainer.waited_s})
         return history
@@ -214,15 +214,15 @@ class Driver:
     def _done(self, history: list[Trial]) -> int:
         return sum(t.finished and t.number < self.budget for t in history)
 
-    def _best(self, history: list[Trial]) -> Trial | None:
-        """The best trial, found again only when the record's list of trials is a new one."""
-        if history is not self._seen[0]:
-            self._seen = (history, best_trial(history, self.strategy.direction), self._done(history))
-        return self._seen[1]
+    def _standing(self, history: list[Trial]) -> tuple[Trial | None, int]:
+        """The best trial and how many are done, worked out again only when the record's list of trials is a
+        new one (it is the same list until the record changes)."""
+        if history is not self._standings[0]:
+            self._standings = (history, best_trial(history, self.strategy.direction), self._done(history))
+        return self._standings[1:]
 
     def _show(self, bar: tqdm, history: list[Trial]) -> None:
-        best = self._best(history)
-        bar.n = self._seen[2]
+        best, bar.n = self._standing(history)
         if best is not None:
             bar.set_postfix(best=f"{best.value:.4g}", refresh=False)
         bar.refresh()

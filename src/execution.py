@@ -366,20 +366,24 @@ class ProcessExecutor:
         first trials start at once (workers otherwise start with the first trials handed to them)."""
         while len(self._workers) < self.limits.n_workers:
             self._workers.append(self._start(len(self._workers)))
-        waiting = {index for index, worker in enumerate(self._workers) if not worker.ready}
-        while waiting:
+        while starting := [k for k, worker in enumerate(self._workers) if not worker.ready]:
             try:
-                index, message = self._results.get(timeout=self.poll_s)
+                self._note(*self._results.get(timeout=self.poll_s))
             except queue.Empty:
-                dead = [k for k in waiting if not self._workers[k].process.is_alive()]
-                if dead:
-                    code = self._workers[dead[0]].process.exitcode
-                    raise RuntimeError(f"worker {dead[0]} died while starting (exit code {code}); its error is "
-                                       "above") from None
-                continue
-            if message == _READY:
-                self._workers[index].ready = True
-                waiting.discard(index)
+                dead = next((k for k in starting if not self._workers[k].process.is_alive()), None)
+                if dead is not None:
+                    raise RuntimeError(f"worker {dead} died while starting (exit code "
+                                       f"{self._workers[dead].process.exitcode}); its error is above") from None
+
+    def _note(self, index: int, message: Any) -> bool:
+        """Take in a worker's news that is not a finished trial (ready; its trial started); False otherwise."""
+        if message == _READY:
+            self._workers[index].ready = True
+        elif message is None:
+            self._workers[index].started = time.monotonic()
+        else:
+            return False
+        return True
 
     def free_slots(self) -> int:
         return self.limits.n_workers - sum(w.job is not None for w in self._workers)
@@ -402,11 +406,7 @@ class ProcessExecutor:
             except queue.Empty:
                 self._check(outcome)
                 continue
-            if trial == _READY:
-                self._workers[index].ready = True
-                continue
-            if trial is None:
-                self._workers[index].started = time.monotonic()
+            if self._note(index, trial):
                 continue
             self._workers[index].job = None
             outcome.finished.append(trial)

@@ -48,7 +48,9 @@ def test_a_survivor_finishes_what_its_killed_sibling_was_running(shared_store, s
 
     def victim_mid_trial() -> bool:
         kids = [r for r in trial_runs(shared_store) if r.data.tags.get("pid") == str(victim.pid)]
-        return any(r.info.status == "FINISHED" for r in kids) and any(r.info.status == "RUNNING" for r in kids)
+        # claimed: a run that lost its claim to the survivor is RUNNING for a moment too, then deleted
+        return any(r.info.status == "FINISHED" for r in kids) and any(
+            r.info.status == "RUNNING" and r.data.tags.get("claimed") == "true" for r in kids)
 
     wait_for(victim_mid_trial, "the victim to be mid-trial")
     kill(victim)

@@ -311,15 +311,14 @@ class _BayesianOptimisation(Strategy):
                   + WhiteKernel(1e-2, (1e-6, 1e0)))
         gp = GaussianProcessRegressor(kernel, alpha=JITTER, n_restarts_optimizer=GP_RESTARTS,
                                       random_state=int(rng.integers(2**31 - 1)))
+        observed = np.asarray(inputs)
         fit = _subset(targets, self.max_fit_points, rng)
-        gp.fit(np.asarray(inputs)[fit], targets[fit])
+        gp.fit(observed[fit], targets[fit])
         best = float(targets.min())
         kept = _subset(targets, self.max_condition_points, rng)
         lies = np.concatenate([targets[kept], np.full(len(pending), best)])
-        points = np.asarray(inputs)[kept].reshape(len(kept), -1)
-        if pending:
-            points = np.concatenate([points, np.asarray(pending)])
-        return _Model(Surrogate(gp.kernel_, points, lies), best, self.xi / sd, mean, sd)
+        return _Model(Surrogate(gp.kernel_, np.vstack([observed[kept], *pending]), lies), best, self.xi / sd, mean,
+                      sd)
 
     def _next_point(self, inputs: list[np.ndarray], losses: list[float], pending: list[np.ndarray],
                     rng: np.random.Generator) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import sqlite3
@@ -38,7 +39,6 @@ STALE_BUILD_S = 3600  # a leftover temporary store older than this belongs to a 
 QUIET_S = 5.0  # a half-made store unchanged this long was left by a killed process, not one building it now
 POLL_S = 0.2
 _READY: set[str] = set()  # URIs this process has already checked and prepared
-_TUNED = False  # whether new SQLite connections get _relax_wal_syncs
 
 
 def connect(uri: str) -> MlflowClient:
@@ -54,16 +54,19 @@ def connect(uri: str) -> MlflowClient:
 
 def mlflow_client(uri: str) -> MlflowClient:
     """A client for a store already checked (by this process or the driver that started it)."""
-    global _TUNED
     from mlflow.tracking import MlflowClient
 
-    if not _TUNED:
-        from sqlalchemy import event
-        from sqlalchemy.engine import Engine
-
-        event.listen(Engine, "connect", _relax_wal_syncs)
-        _TUNED = True
+    _listen_for_sqlite()
     return MlflowClient(tracking_uri=uri)
+
+
+@functools.cache
+def _listen_for_sqlite() -> None:
+    """Give every new SQLite connection of this process ``_relax_wal_syncs``, once."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    event.listen(Engine, "connect", _relax_wal_syncs)
 
 
 def _relax_wal_syncs(connection: object, _record: object) -> None:
