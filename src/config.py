@@ -57,7 +57,7 @@ def validate(cfg: DictConfig) -> SearchSpace:
             raise ConfigError(f"space.{name}", f"there is no config key {name!r} for this parameter to set")
     strategy = make_strategy(cfg.strategy.name, space, cfg.seed, direction, options(cfg.strategy))
     if cfg.n_trials is not None:
-        strategy.check_budget(cfg.n_trials)
+        strategy.fit_budget(cfg.n_trials)
     make_executor(cfg.executor.name, options(cfg.executor))
     try:
         Pruner(**OmegaConf.to_container(cfg.pruner, resolve=True))

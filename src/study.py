@@ -106,10 +106,13 @@ def optimize(
     except ValueError:
         raise ConfigError("direction", f"must be 'minimize' or 'maximize', got {direction!r}") from None
     chosen = make_strategy(strategy, space, seed, goal, strategy_options)
+    if n_trials is not None:
+        note = chosen.fit_budget(n_trials)
+        if note:
+            _log.warning(f"strategy {strategy!r}, n_trials={n_trials}: {note}")
     most = chosen.max_trials()
     budget = _budget(n_trials, most, strategy)
     if n_trials is not None:
-        chosen.check_budget(n_trials)
         if most is not None and most < n_trials:  # one line, and the study runs what the strategy allows
             _log.warning(f"strategy {strategy!r} finishes after {most} trials, fewer than n_trials={n_trials}: its "
                          "own options say so (the BOs: n_initial + n_iterations; a grid: its points)")

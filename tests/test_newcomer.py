@@ -51,16 +51,16 @@ def test_a_budget_too_small_for_the_factorial_design_is_refused_before_anything_
 def test_the_budget_check_suggests_a_fraction_that_fits_where_there_is_one():
     three = SearchSpace.from_config({n: {"type": "float", "low": 0.0, "high": 1.0} for n in "abc"})
     five = SearchSpace.from_config({n: {"type": "float", "low": 0.0, "high": 1.0} for n in "abcde"})
-    make_strategy("factorial_grid", three, 0, Direction.MINIMIZE).check_budget(8)  # the design fits: fine
+    make_strategy("factorial_grid", three, 0, Direction.MINIMIZE).fit_budget(8)  # the design fits: fine
     with pytest.raises(ConfigError, match="at least 8") as error:
-        make_strategy("factorial_grid", three, 0, Direction.MINIMIZE).check_budget(7)
+        make_strategy("factorial_grid", three, 0, Direction.MINIMIZE).fit_budget(7)
     assert error.value.key == "n_trials" and "fraction" not in str(error.value)  # three factors have none
     with pytest.raises(ConfigError, match=r"strategy.fraction=2 \(8 runs\)"):
-        make_strategy("factorial_grid", five, 0, Direction.MINIMIZE).check_budget(10)
+        make_strategy("factorial_grid", five, 0, Direction.MINIMIZE).fit_budget(10)
     with pytest.raises(ConfigError, match=r"at least 34 .* strategy.fraction=2 \(18 runs\)"):
         make_strategy("factorial_grid", five, 0, Direction.MINIMIZE, {"fraction": 1, "center_points": 2,
-                                                                   "replicates": 2}).check_budget(19)
-    make_strategy("random", five, 0, Direction.MINIMIZE).check_budget(1)  # other strategies take any budget
+                                                                   "replicates": 2}).fit_budget(19)
+    make_strategy("random", five, 0, Direction.MINIMIZE).fit_budget(1)  # other strategies take any budget
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -54,12 +54,14 @@ class Strategy(ABC):
         """How many trials the strategy needs at most; None when it would go on for ever."""
         return None
 
-    def check_budget(self, n_trials: int) -> None:
-        """Raise ``ConfigError("n_trials", ...)`` when ``n_trials`` is too few for anything meaningful.
+    def fit_budget(self, n_trials: int) -> str | None:
+        """Fit the plan to ``n_trials`` before the study starts; a one-line note when the plan changed for it.
 
-        Called before a study starts, so a budget that would only spend trainings (e.g. one that stops
-        a design before anything can be estimated from it) is refused instead of run; unlimited
-        budgets are not checked.
+        Strategies whose plan has a size (stages, a design) choose it here so that it finishes within
+        the budget, or raise ``ConfigError("n_trials", ...)`` naming the minimum when no plan fits: a
+        budget that would only spend trainings is refused instead of run. Not called for unlimited
+        budgets. The plan follows the budget, so resuming a study with another ``n_trials`` may change
+        what its remaining trials run.
         """
         return None  # any budget will do unless a strategy says otherwise
 

@@ -54,10 +54,10 @@ class FactorialGrid(Design, Strategy):
         """An upper bound: phase 1 plus the largest grid the narrowing rule can produce."""
         return self.n_phase1 + math.prod(self.narrowing.most_values(f) for f in self.factors)
 
-    def check_budget(self, n_trials: int) -> None:
+    def fit_budget(self, n_trials: int) -> str | None:
         """Nothing is estimated until every phase-1 run has finished, so a smaller budget only spends trainings."""
         if n_trials >= self.n_phase1:
-            return
+            return None
         remedies = [f"raise n_trials to at least {self.n_phase1} (null runs the design, then its grid)"]
         k = len(self.factors)
         fitting = [p for p in fractions(k) if p > self.fraction
