@@ -1,5 +1,6 @@
 """Factorial design then grid (seed 002), driven in memory on objectives with known effects."""
 
+import itertools
 import math
 import random
 
@@ -9,6 +10,7 @@ import pytest
 from src.errors import ConfigError
 from src.space import SearchSpace
 from src.strategies.factorial import DesignError, FactorialGrid, lenth_pse
+from src.strategies.factorial.design import GENERATORS
 from src.trial import Direction, Trial, TrialState
 from tests.in_memory import drive
 
@@ -40,6 +42,8 @@ PAPER_SPACE = SearchSpace.from_config({
     "dense": {"type": "int", "low": 1, "high": 3},
     "lr": {"type": "log_float", "low": 0.001, "high": 0.1},
 })
+# The paper steps past its levels (7 conv layers, lr 0.0001): its bounds opened as the seed-002 preset opens them.
+PAPER_OPEN = {"limits": {"conv": [1, None], "dense": [1, None], "lr": [None, None]}}
 
 
 def paper_like(params, number):
@@ -88,13 +92,13 @@ def test_estimated_coefficients_match_the_truth_and_the_narrowing_picks_the_bett
     assert (table.at["x", "better"], table.at["n", "better"], table.at["lr", "better"]) == (0.0, 8, 1e-4)
     values = narrowed(strategy, history)
     assert values["x"] == [0.0, 0.25]  # 0.25 of the range each side; -0.25 leaves [0, 1] and is mirrored
-    assert values["n"] == [8, 9]  # one step outward, the way n improves
-    assert values["lr"] == [1e-5, 1e-4, 1e-3]  # a decade each side
+    assert values["n"] == [7, 8]  # one step outward (9) leaves the space's [2, 8]: mirrored inward
+    assert values["lr"] == [1e-4, 1e-3]  # a decade each side, but 1e-5 is below the space's low and 1e-3 taken
     assert len(values["opt"]) == 1  # not significant, narrowed to its (noise-picked) better value
 
 
 def test_paper_factors_narrow_to_the_papers_ranges_and_the_grid_finishes():
-    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, replicates=2)
+    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, replicates=2, narrowing=PAPER_OPEN)
     history = drive(strategy, paper_like)
     analysis = strategy.analysis(history)
     assert analysis.narrowed["significant"].all()
@@ -108,7 +112,7 @@ def test_paper_factors_narrow_to_the_papers_ranges_and_the_grid_finishes():
 
 
 def test_fit_reproduces_the_papers_table2_and_its_narrowing():
-    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE)  # one replicate, interactions up to order 2
+    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, narrowing=PAPER_OPEN)  # one replicate, order 2
     history = paper_table2_history(strategy)
     analysis = strategy.analysis(history)
     assert analysis.df == 1 and analysis.error == "residual mean square"
@@ -186,7 +190,7 @@ def test_curvature_from_centre_points(bend, significant):
 
 
 def test_nothing_for_grid_numbers_while_factorial_trials_run():
-    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE)
+    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, narrowing=PAPER_OPEN)
     done = paper_table2_history(strategy)
     running = [*done[:5], Trial(5, done[5].params, TrialState.RUNNING, None, "r5", {}), *done[6:]]
     decision = strategy.propose(running, [8, 9])
@@ -210,8 +214,8 @@ def test_maximising_and_minimising_pick_opposite_levels():
         ranges[direction] = narrowed(strategy, history)
     for factor in ("conv", "dense", "lr"):
         assert values[Direction.MAXIMIZE][factor] != values[Direction.MINIMIZE][factor]
-    # minimising accuracy: fewer conv layers (2 is allowed: the int floor is 1, not the space's low), more dense
-    assert ranges[Direction.MINIMIZE] == {"conv": [2, 3], "dense": [3, 4], "lr": [0.01, 0.1, 1.0]}
+    # minimising accuracy: fewer conv layers, more dense, a higher lr; a step past the space is mirrored back into it
+    assert ranges[Direction.MINIMIZE] == {"conv": [3, 4], "dense": [2, 3], "lr": [0.01, 0.1]}
 
 
 def test_half_fraction_of_five_factors_has_the_resolution_v_aliases():
@@ -289,7 +293,7 @@ def test_lenth_pse_on_hand_made_coefficients():
 
 
 def test_artifacts_tables_and_plots():
-    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, replicates=2, center_points=2)
+    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, replicates=2, center_points=2, narrowing=PAPER_OPEN)
     history = drive(strategy, paper_like)
     phase1 = [t for t in history if t.number < strategy.n_phase1]
     files = strategy.artifacts(phase1)
@@ -342,3 +346,138 @@ def test_bad_spaces_and_options_name_the_key():
         factorial(PAPER_SPACE, narrowing={"limits": {"nope": [0, 1]}})
     with pytest.raises(ConfigError, match="strategy.narrowing.spread"):
         factorial(PAPER_SPACE, narrowing={"spread": 2})
+
+
+NINE = SearchSpace.from_config({
+    **{f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(4)},
+    "layers": {"type": "int", "low": 0, "high": 3},
+    "units": {"type": "int", "low": 16, "high": 64, "step": 16},
+    "lr": {"type": "log_float", "low": 1e-4, "high": 1e-1},
+    "wd": {"type": "log_float", "low": 1e-6, "high": 1e-2},
+    "opt": {"type": "choice", "values": ["sgd", "adam"]},
+})
+
+
+def nine_loss(params, number):
+    """Minimised: x0 low, layers high and lr low are better; the rest barely matters."""
+    return (params["x0"] - 0.5 * params["layers"] / 3 + 0.2 * math.log10(params["lr"])
+            + 0.01 * params["x1"] + np.random.default_rng(number).normal(0, 0.02))
+
+
+def within(space, params):
+    return all(space[name].contains(value) for name, value in params.items())
+
+
+def test_nine_factors_in_sixty_trials_run_a_fraction_then_a_grid_that_fit():
+    strategy = factorial(NINE)
+    note = strategy.fit_budget(60)
+    assert note.startswith("the full 2^9 design (512 runs) and a grid of at least 15 do not fit n_trials=60: "
+                           "running the 2^(9-4) resolution IV fraction (32 runs), 28 left for the grid")
+    assert strategy.fraction == 4 and strategy.n_phase1 == 32 and strategy.max_trials() == 60
+    history = drive(strategy, nine_loss, budget=60)
+    assert strategy.propose(history, [len(history)]).finished  # it finished by itself, within the budget
+    analysis = strategy.analysis(history)
+    assert 0 < len(analysis.grid) <= 28 and len(history) == 32 + len(analysis.grid) <= 60
+    assert [t.tags["phase"] for t in history] == ["factorial"] * 32 + ["grid"] * len(analysis.grid)
+    assert all(within(NINE, t.params) for t in history)
+    files = strategy.artifacts(history)
+    assert "2^(9-4) design (resolution IV)" in files["factorial/aliases.md"]
+    assert f"phase-2 grid: {len(analysis.grid)} points, shrunk from" in files["factorial/summary.md"]
+
+
+def word_length_pattern(k, words):
+    """(A3, ..., Ak) of the design whose generated factors k-p.. are ``words`` (bitmasks over the base factors)."""
+    base = k - len(words)
+    group = {0}
+    for j, word in enumerate(words):
+        group |= {g ^ (word | 1 << (base + j)) for g in group}
+    lengths = [bin(g).count("1") for g in group]
+    return tuple(lengths.count(n) for n in range(3, k + 1))
+
+
+@pytest.mark.parametrize("k, p", [(k, p) for (k, p) in GENERATORS if k <= 8 or p >= 4])
+def test_generators_have_the_minimum_aberration_of_every_choice(k, p):
+    """Brute force over every set of p generator words (length >= 2) on the k-p base factors."""
+    base = k - p
+    candidates = [m for m in range(1, 2 ** base) if bin(m).count("1") >= 2]
+    best = min(word_length_pattern(k, words) for words in itertools.combinations(candidates, p))
+    space = SearchSpace.from_config({f"f{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(k)})
+    strategy = factorial(space, fraction=p)
+    assert strategy.word_length_pattern() == best
+    assert strategy.resolution() == 3 + next(i for i, count in enumerate(best) if count)
+
+
+def test_the_6_2_fraction_is_the_published_minimum_aberration_design():
+    """Wu and Hamada's table of 16-run designs: the MA 2^(6-2) has E = ABC, F = BCD, I = ABCE = BCDF = ADEF."""
+    space = SearchSpace.from_config({f"f{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(6)})
+    strategy = factorial(space, fraction=2)
+    assert strategy.word_length_pattern() == (0, 3, 0, 0) and strategy.resolution() == 4
+
+
+@pytest.mark.parametrize("space, n_trials, size, needed", [(PAPER_SPACE, 9, "the full 2^3 design (8 runs", 10),
+                                                           (NINE, 20, "the 2^(9-5) resolution III fraction (16 runs",
+                                                            21)])
+def test_a_budget_no_design_fits_is_refused_naming_n_trials_and_the_design_size(space, n_trials, size, needed):
+    with pytest.raises(ConfigError, match=f"at least {needed}") as error:
+        factorial(space).fit_budget(n_trials)
+    assert error.value.key == "n_trials" and size in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_explicit_fraction_is_kept_as_given():
+    with pytest.raises(ConfigError, match=r"512 runs .* at least 512, or set strategy.fraction=auto \(the 2\^\(9-4\)"):
+        factorial(NINE, fraction=0).fit_budget(60)  # the full design does not fit; auto would choose for 60
+    tight = factorial(NINE, fraction=5)
+    assert "no trial for the grid" in tight.fit_budget(16) and tight.max_trials() == 16
+    history = drive(tight, nine_loss)
+    assert len(history) == 16 and tight.analysis(history).grid == ()
+    assert "no trial after phase 1" in tight.artifacts(history)["factorial/summary.md"]
+
+
+@pytest.mark.parametrize("n_trials, values, dropped", [
+    (20, {"conv": [6, 7], "dense": [1, 2], "lr": [0.0001, 0.001, 0.01]}, {}),
+    (14, {"conv": [6, 7], "dense": [1], "lr": [0.0001, 0.001, 0.01]}, {"dense": [2]}),  # dense: largest p
+    (11, {"conv": [6], "dense": [1], "lr": [0.0001, 0.001, 0.01]}, {"conv": [7], "dense": [2]}),
+    (10, {"conv": [6], "dense": [1], "lr": [0.0001, 0.001]}, {"conv": [7], "dense": [2], "lr": [0.01]}),
+])
+def test_the_grid_shrinks_to_the_trials_left_keeping_each_better_level(n_trials, values, dropped):
+    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, narrowing=PAPER_OPEN)
+    assert strategy.max_trials() == 8 + 12
+    strategy.fit_budget(n_trials)
+    assert strategy.max_trials() == min(20, n_trials)
+    history = paper_table2_history(strategy)
+    table = strategy.analysis(history).narrowed.set_index("factor")
+    assert narrowed(strategy, history) == values
+    assert {f: list(d) for f, d in table["dropped"].items() if d} == dropped
+    assert all(table.at[f, "better"] in values[f] for f in values)
+    done = drive(strategy, lambda params, number: PAPER_TABLE2_DATA.get(tuple(params.values()), 0.9), budget=n_trials)
+    assert len(done) == strategy.max_trials() and strategy.propose(done, [len(done)]).finished
+    summary = strategy.artifacts(done)["factorial/summary.md"]
+    assert ("shrunk from 12" in summary) == bool(dropped)
+
+
+def test_proposals_stay_inside_the_declared_space_unless_a_bound_is_opened():
+    space = SearchSpace.from_config({"layers": {"type": "int", "low": 0, "high": 3},
+                                     "lr": {"type": "log_float", "low": 1e-3, "high": 1e-1},
+                                     "x": {"type": "float", "low": 0.0, "high": 1.0}})
+
+    def loss(params, number):  # more layers, a lower lr and a lower x are better: every step points outside
+        return -params["layers"] + math.log10(params["lr"]) + params["x"] + np.random.default_rng(number).normal(0, .01)
+
+    kept = factorial(space, narrowing={"int": {"count": 2}})
+    history = drive(kept, loss)
+    assert narrowed(kept, history) == {"layers": [1, 2, 3], "lr": [0.001, 0.01], "x": [0.0, 0.25]}
+    assert all(within(space, t.params) for t in history)
+    opened = factorial(space, narrowing={"limits": {"layers": [0, None], "lr": [None, 0.1]}})
+    history = drive(opened, loss)
+    assert narrowed(opened, history) == {"layers": [3, 4], "lr": [0.0001, 0.001, 0.01], "x": [0.0, 0.25]}
+    assert {t.params["layers"] for t in history if t.tags["phase"] == "grid"} == {3, 4}  # past the space's high
+
+
+def test_a_study_resumed_with_another_auto_design_is_refused_not_mixed():
+    before = factorial(NINE)
+    before.fit_budget(60)
+    history = drive(before, nine_loss, budget=32)
+    after = factorial(NINE)
+    after.fit_budget(40)  # the 2^(9-5) fraction now
+    with pytest.raises(DesignError, match="phase 1 ran another design"):
+        after.propose(history[:16], [16])

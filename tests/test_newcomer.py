@@ -44,22 +44,23 @@ def test_compare_help_says_what_it_does_and_how_to_call_it(flag):
 def test_a_budget_too_small_for_the_factorial_design_is_refused_before_anything_runs(tmp_path):
     store = tmp_path / "mlflow.db"
     line = one_line_exit_2(cli(*TINY, f"tracking.uri=sqlite:///{store}", "strategy=factorial_grid", "n_trials=6"))
-    assert line.startswith("error: n_trials: 6 trials") and "8 runs" in line and "at least 8" in line
+    assert line.startswith("error: n_trials: 6 trials") and "(8 runs" in line and "at least 10" in line
     assert not store.exists()
 
 
-def test_the_budget_check_suggests_a_fraction_that_fits_where_there_is_one():
+def test_the_budget_chooses_a_fraction_that_fits_or_suggests_one():
     three = SearchSpace.from_config({n: {"type": "float", "low": 0.0, "high": 1.0} for n in "abc"})
     five = SearchSpace.from_config({n: {"type": "float", "low": 0.0, "high": 1.0} for n in "abcde"})
-    make_strategy("factorial_grid", three, 0, Direction.MINIMIZE).fit_budget(8)  # the design fits: fine
-    with pytest.raises(ConfigError, match="at least 8") as error:
-        make_strategy("factorial_grid", three, 0, Direction.MINIMIZE).fit_budget(7)
-    assert error.value.key == "n_trials" and "fraction" not in str(error.value)  # three factors have none
-    with pytest.raises(ConfigError, match=r"strategy.fraction=2 \(8 runs\)"):
-        make_strategy("factorial_grid", five, 0, Direction.MINIMIZE).fit_budget(10)
-    with pytest.raises(ConfigError, match=r"at least 34 .* strategy.fraction=2 \(18 runs\)"):
+    assert make_strategy("factorial_grid", three, 0, Direction.MINIMIZE).fit_budget(35) is None  # all of it fits
+    with pytest.raises(ConfigError, match="at least 10") as error:  # the design, and a grid of at least 2
+        make_strategy("factorial_grid", three, 0, Direction.MINIMIZE).fit_budget(9)
+    assert error.value.key == "n_trials" and "strategy.fraction=0 to run it anyway (1 left" in str(error.value)
+    assert "the 2^(5-2) resolution III fraction (8 runs), 2 left for the grid" in make_strategy(
+        "factorial_grid", five, 0, Direction.MINIMIZE).fit_budget(10)
+    with pytest.raises(ConfigError, match=r"at least 34, or set strategy.fraction=auto \(the 2\^\(5-2\) resolution "
+                                          r"III fraction, 18 runs\)"):
         make_strategy("factorial_grid", five, 0, Direction.MINIMIZE, {"fraction": 1, "center_points": 2,
-                                                                   "replicates": 2}).fit_budget(19)
+                                                                   "replicates": 2}).fit_budget(30)
     make_strategy("random", five, 0, Direction.MINIMIZE).fit_budget(1)  # other strategies take any budget
 
 

@@ -2,10 +2,15 @@
 
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
-from src.trial import TrialState
+from src.config import options, validate
+from src.space import SearchSpace
+from src.strategies import make_strategy
+from src.trial import Direction, Trial, TrialState
 from src.tune import run
 from tests.conftest import children
+from tests.test_factorial import PAPER_TABLE2_DATA
 from tests.test_seed000 import compose_preset
 
 TINY = ["dataset.image_size=8", "dataset.subset=40", "model.conv_channels=2", "model.dense=4", "trainer.epochs=1",
@@ -20,6 +25,25 @@ def test_preset_follows_tables_1_and_3():
     assert (cfg.space.trainer.lr.low, cfg.space.trainer.lr.high) == (0.001, 0.1)
     paper = compose_preset("experiment=seed002_dogs", "scale=paper")
     assert (paper.dataset.image_size, paper.model.conv_channels, paper.trainer.epochs) == (256, 64, 20)
+
+
+def test_preset_opens_the_bounds_its_narrowed_grid_steps_past():
+    """The paper's grid has 7 conv layers and a learning rate of 0.0001, outside Table 1's levels: the preset's
+    strategy opens those bounds on purpose (plain factorial_grid keeps the space's), and the comparison's other
+    strategies are untouched by it."""
+    cfg = compose_preset("experiment=seed002_dogs")
+    validate(cfg)
+    space = SearchSpace.from_config(OmegaConf.to_container(cfg.space, resolve=True))
+    strategy = make_strategy(cfg.strategy.name, space, cfg.seed, Direction.MAXIMIZE, options(cfg.strategy))
+    strategy.fit_budget(20)  # the comparison's budget: the full 2^3 design and the whole grid
+    history = [Trial(r.number, r.params, TrialState.COMPLETE, PAPER_TABLE2_DATA[tuple(r.params.values())])
+               for r in strategy.runs]
+    table = strategy.analysis(history).narrowed
+    assert dict(zip(table["factor"], table["values"])) == {
+        "model.conv_layers": [6, 7], "model.dense_layers": [1, 2], "trainer.lr": [0.0001, 0.001, 0.01]}
+    assert strategy.max_trials() == 20 and len(strategy.analysis(history).grid) == 12
+    for variant in ("grid", "random"):
+        validate(compose_preset("experiment=seed002_dogs", f"strategy={variant}", "n_trials=20"))
 
 
 def test_factorial_then_grid_resumes_inside_both_phases(make_config, store, monkeypatch):

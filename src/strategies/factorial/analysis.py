@@ -17,6 +17,9 @@ fail, as a learning rate that diverges does, and the same rule the BOs use). If 
 interactions up to ``order`` is then no longer estimable (rank-deficient), the highest interactions
 are dropped until it is (reported as dropped terms); if not even the main effects are estimable,
 ``DesignError``: fix the failure's cause and start a new study.
+
+**The grid** is the product of the narrowed values (see ``narrowing``), fitted to the ``room`` the
+budget leaves after phase 1 by ``narrowing.fit_grid``; with no room there is no grid.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from scipy import stats
 
 from src.space import Params
 from src.strategies.factorial.design import Design, Run, Term
-from src.strategies.factorial.narrowing import Narrowing
+from src.strategies.factorial.narrowing import Narrowing, fit_grid
 from src.trial import Direction, Trial, TrialState
 
 
@@ -57,13 +60,13 @@ class Analysis:
     failed: tuple[int, ...]  # trial numbers of phase-1 runs without a value (left out, or counted as the worst)
     values: tuple[float, ...]  # their objective values
     best: tuple[Run, float]  # the best phase-1 run that has a value of its own, and that value
-    narrowed: pd.DataFrame  # one row per factor
+    narrowed: pd.DataFrame  # one row per factor: its values, and those dropped to fit the budget
     grid: tuple[Params, ...]
 
 
 def analyse(design: Design, phase1: Mapping[int, Trial], *, order: int, alpha: float, failed_rule: str,
-            direction: Direction, narrowing: Narrowing) -> Analysis:
-    """Fit the effects on the finished phase-1 trials (by number), then narrow and build the grid."""
+            direction: Direction, narrowing: Narrowing, room: int | None) -> Analysis:
+    """Fit the effects on the finished phase-1 trials (by number), then narrow and build the grid within ``room``."""
     ok = tuple(r for r in design.runs if measured(phase1[r.number]))
     failed = tuple(r.number for r in design.runs if r not in ok)
     if failed_rule == "worst" and ok:
@@ -116,8 +119,9 @@ def analyse(design: Design, phase1: Mapping[int, Trial], *, order: int, alpha: f
     })
     best = min(((r, v) for r, v in zip(used, values) if r.number not in failed),
                key=lambda rv: (direction.loss(rv[1]), rv[0].number))  # the lowest loss, the earliest on a tie
-    narrowed = narrowing.narrow(design.factors, effects, best[0], direction, alpha)
-    grid = tuple(dict(zip((f.name for f in design.factors), combo)) for combo in itertools.product(*narrowed["values"]))
+    narrowed = fit_grid(narrowing.narrow(design.factors, effects, best[0], direction, alpha), room)
+    factors = [f.name for f in design.factors]
+    grid = () if room == 0 else tuple(dict(zip(factors, combo)) for combo in itertools.product(*narrowed["values"]))
     return Analysis(effects, terms, r2, adj_r2, df, error, float(stats.t.ppf(1 - alpha / 2, df)), dropped,
                     used, failed, values, best, narrowed, grid)
 

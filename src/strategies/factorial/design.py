@@ -12,9 +12,13 @@ actual value (3/6 -> 5, coded +1/3). A choice has no centre: centre runs alterna
 not randomised: each training is seeded by its trial number, so there is no drift for randomisation
 to guard against, and a fixed order keeps trial k -> run k readable. ``fraction = p`` (k >= 5 only)
 runs the 2^(k-p) fraction: the first k-p factors form a full factorial and the last p are generated
-from them by the minimum-aberration generators of Montgomery's Table 8.14 (``GENERATORS``; p = 1
-uses the word of all factors, resolution k). Model terms aliased with an earlier term (lower order
-first) are not estimated; each estimated term carries its alias chain.
+from them by the generators of Montgomery's Table 8.14 (``GENERATORS``; p = 1 uses the word of all
+factors, resolution k). Each is a minimum-aberration choice: no other generators over the same base
+give a lexicographically smaller word-length pattern (A3, A4, ...), which a brute-force search over
+every choice confirms (tests/test_factorial.py). Model terms aliased with an earlier term (lower
+order first) are not estimated; each estimated term carries its alias chain. ``fraction = "auto"``
+(the default) leaves the choice to the strategy's budget (``FactorialGrid.fit_budget``); until then,
+and without a budget, it is the full design.
 """
 
 from __future__ import annotations
@@ -59,6 +63,49 @@ def clean(value: float) -> float:
 def fractions(k: int) -> list[int]:
     """The p of every 2^(k-p) fraction there is a design for with ``k`` factors (none below five)."""
     return sorted({p for (kk, p) in GENERATORS if kk == k} | ({1} if k >= 5 else set()))
+
+
+def generators(k: int, p: int) -> tuple[str, ...]:
+    """Each generated factor's word over the k-p base factors (empty for the full design)."""
+    if p == 0:
+        return ()
+    return (LETTERS[: k - 1],) if p == 1 else GENERATORS[(k, p)]
+
+
+def defining_relation(k: int, p: int) -> tuple[int, ...]:
+    """The words of the 2^(k-p) design's defining relation as factor bitmasks (0, the identity, first)."""
+    words = [sum(1 << LETTERS.index(c) for c in word) | 1 << (k - p + j) for j, word in enumerate(generators(k, p))]
+    group = {0}
+    for word in words:
+        group |= {g ^ word for g in group}
+    return tuple(sorted(group, key=lambda m: (bin(m).count("1"), m)))
+
+
+def word_length_pattern(k: int, p: int) -> tuple[int, ...]:
+    """(A3, A4, ..., Ak): how many words of each length the defining relation has; aberration compares these."""
+    lengths = [bin(w).count("1") for w in defining_relation(k, p)]
+    return tuple(lengths.count(n) for n in range(3, k + 1))
+
+
+def label(k: int, p: int) -> str:
+    """``the full 2^k design`` or ``the 2^(k-p) resolution R fraction``, for notes and messages."""
+    if not p:
+        return f"the full 2^{k} design"
+    return f"the 2^({k}-{p}) resolution {roman(resolution(k, p))} fraction"
+
+
+def resolution(k: int, p: int) -> int | None:
+    """The shortest word of the defining relation; None for the full design."""
+    return min((bin(w).count("1") for w in defining_relation(k, p) if w), default=None)
+
+
+def roman(number: int) -> str:
+    """Resolutions are written in Roman numerals (III, IV, V) in the design literature."""
+    text = ""
+    for value, letters in ((10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")):
+        while number >= value:
+            text, number = text + letters, number - value
+    return text
 
 
 @dataclass(frozen=True)
@@ -127,33 +174,41 @@ class Term:
 class Design:
     """A 2^k or 2^(k-p) design over the space's dimensions, with replicates and centre runs."""
 
-    def __init__(self, space: SearchSpace, replicates: int, center_points: int, fraction: int):
+    def __init__(self, space: SearchSpace, replicates: int, center_points: int, fraction: int | str):
         if len(space) > len(LETTERS):
             raise ConfigError("space", f"a factorial design takes at most {len(LETTERS)} factors, got {len(space)}")
         self.factors = tuple(Factor(name, LETTERS[i], _two_levels(name, dim))
                              for i, (name, dim) in enumerate(space.items()))
-        for key, value, minimum in (("replicates", replicates, 1), ("center_points", center_points, 0),
-                                    ("fraction", fraction, 0)):
+        for key, value, minimum in (("replicates", replicates, 1), ("center_points", center_points, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"strategy.{key}", f"must be an integer >= {minimum}, got {value!r}")
         k = len(self.factors)
-        if fraction and fraction not in fractions(k):
-            raise ConfigError("strategy.fraction", f"no 2^({k}-{fraction}) design here; fractions need k >= 5 "
-                                                   f"factors and p in {fractions(k) or '[]'} for k = {k}")
-        self.replicates, self.center_points, self.fraction = replicates, center_points, fraction
-        self.generators = self._generators()
+        self.auto = fraction == "auto"
+        if not self.auto and (isinstance(fraction, bool) or not isinstance(fraction, int)
+                              or fraction not in [0, *fractions(k)]):
+            raise ConfigError("strategy.fraction", f"must be auto, 0 (the full design) or the p of a 2^({k}-p) "
+                                                   f"design here, got {fraction!r}; fractions need k >= 5 factors "
+                                                   f"and p in {fractions(k) or '[]'} for k = {k}")
+        self.replicates, self.center_points = replicates, center_points
+        self.use_fraction(0 if self.auto else fraction)
+
+    def use_fraction(self, p: int) -> None:
+        """Run the 2^(k-p) design in phase 1 (``p`` from ``fractions``, or 0)."""
+        self.fraction = p
+        self.generators = generators(len(self.factors), p)
         self.runs = self._runs()
+
+    def phase1_size(self, p: int) -> int:
+        """Phase 1's trials with the 2^(k-p) design: its runs times the replicates, plus the centre runs."""
+        return 2 ** (len(self.factors) - p) * self.replicates + self.center_points
+
+    def fitting_fraction(self, most: int) -> int | None:
+        """The smallest p (0: the full design) whose phase 1 takes at most ``most`` trials; None if none does."""
+        return next((p for p in [0, *fractions(len(self.factors))] if self.phase1_size(p) <= most), None)
 
     @property
     def n_phase1(self) -> int:
         return len(self.runs)
-
-    def _generators(self) -> tuple[str, ...]:
-        """Each generated factor's word over the base factors (empty for a full factorial)."""
-        k, p = len(self.factors), self.fraction
-        if p == 0:
-            return ()
-        return (LETTERS[: k - 1],) if p == 1 else GENERATORS[(k, p)]
 
     def design_rows(self) -> np.ndarray:
         """The coded 2^(k-p) design in standard order (one row per run, one column per factor)."""
@@ -178,17 +233,13 @@ class Design:
 
     def defining_relation(self) -> tuple[int, ...]:
         """The words of the defining relation as factor bitmasks (0, the identity, first)."""
-        k = len(self.factors)
-        words = [sum(1 << LETTERS.index(c) for c in word) | 1 << (k - self.fraction + j)
-                 for j, word in enumerate(self.generators)]
-        group = {0}
-        for word in words:
-            group |= {g ^ word for g in group}
-        return tuple(sorted(group, key=lambda m: (bin(m).count("1"), m)))
+        return defining_relation(len(self.factors), self.fraction)
+
+    def word_length_pattern(self) -> tuple[int, ...]:
+        return word_length_pattern(len(self.factors), self.fraction)
 
     def resolution(self) -> int | None:
-        """The shortest word of the defining relation; None for a full factorial."""
-        return min((bin(w).count("1") for w in self.defining_relation() if w), default=None)
+        return resolution(len(self.factors), self.fraction)
 
     def terms(self, order: int) -> tuple[Term, ...]:
         """Intercept, main effects, interactions up to ``order``; an alias of an earlier term is skipped."""
@@ -221,7 +272,7 @@ class Design:
         k, p = len(self.factors), self.fraction
         if not p:
             return f"2^{k}"
-        return f"2^({k}-{p}), resolution {self.resolution()}, generators " + self.generator_list()
+        return f"2^({k}-{p}), resolution {roman(self.resolution())}, generators " + self.generator_list()
 
     def generator_list(self) -> str:
         k, p = len(self.factors), self.fraction

@@ -8,24 +8,38 @@ from the worse level, i.e. the way the effect improves; ``inward``: towards it; 
 being ``step`` x the dimension's step for ints, ``step`` x (high - low) for floats and ``step``
 decades for log_floats. Config (defaults): ``narrowing: {int: {step: 1, count: 1, side: outward},
 float: {step: 0.25, count: 1, side: both}, log_float: {step: 1, count: 1, side: both},
-non_significant: narrow, limits: {}}``; a partial mapping overrides only what it names. A value
-beyond the factor's limits is replaced by its mirror image on the other side of b (dropped if that
-is taken or also beyond). Limits: ints never below min(1, low) (they count layers, units, epochs),
-floats stay in [low, high], log_floats are unbounded; ``limits: {name: [low, high]}`` overrides
-(null = open). A significant choice keeps its better value. A non-significant factor follows
+non_significant: narrow, limits: {}}``; a partial mapping overrides only what it names.
+
+**Bounds.** Every dimension's limits are the space's own ``[low, high]``: what the space declares
+is what phase 2 may run, so every proposal satisfies ``space[name].contains(value)``. A value
+beyond a limit is replaced by its mirror image on the other side of b (dropped if that is taken or
+also beyond): int 0..3 with better 3 steps to 2, not 4. ``limits: {name: [low, high]}`` sets a
+factor's limits on purpose, and ``null`` opens that side: ``[1, null]`` lets an int count of layers
+grow past the space's ``high`` but never below 1, ``[null, null]`` leaves it unbounded (a log_float
+stays positive). A significant choice keeps its better value. A non-significant factor follows
 ``non_significant``: ``narrow`` (as if significant; the paper's behaviour), ``fix`` (the better
 level only), ``both`` (its two original levels) or ``best`` (its value in the best phase-1 run,
 centre runs included).
 
-**The paper's numbers** come out of the defaults: int ``{step: 1, count: 1, side: outward}``,
-log_float ``{step: 1, count: 1, side: both}``, ``non_significant: narrow``. Conv layers 3/6, better
-6 -> [6, 7]; dense layers 1/3, better 1 -> 0 is below the floor 1, mirrored -> [1, 2]; learning rate
-0.001/0.1, better 0.001 -> [0.0001, 0.001, 0.01]. ``narrow`` matters: in the paper's Table 2 no
-factor has p < 0.05 (learning rate 0.059), yet all three were narrowed.
+**A budget.** When the trials left after phase 1 (``room``) cannot hold the grid, ``fit_grid`` gives
+up values deliberately instead of letting the budget cut the grid's tail: the least significant
+factor first (largest p, then smallest |effect|, then the later factor), one value at a time, the
+farthest from its better level first (on a tie the one on its worse level's side), until the
+product fits; the better level of every factor is always kept. The values given up are listed in
+the table's ``dropped`` column.
+
+**The paper's numbers** come out of the defaults with its factors' bounds opened as the paper does
+(``conf/strategy/factorial_grid_seed002.yaml``: layers ``[1, null]``, learning rate ``[null, null]``): int
+``{step: 1, count: 1, side: outward}``, log_float ``{step: 1, count: 1, side: both}``,
+``non_significant: narrow``. Conv layers 3/6, better 6 -> [6, 7]; dense layers 1/3, better 1 -> 0
+is below the floor 1, mirrored -> [1, 2]; learning rate 0.001/0.1, better 0.001 -> [0.0001, 0.001,
+0.01]. ``narrow`` matters: in the paper's Table 2 no factor has p < 0.05 (learning rate 0.059), yet
+all three were narrowed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -142,7 +156,7 @@ class Narrowing:
         """The better level plus ``count`` steps on the rule's side, mirrored at the limits."""
         dim = factor.dim
         rule = self.rules[_kind(dim)]
-        low, high = self.limits.get(factor.name, _default_limits(dim))
+        low, high = self.limits.get(factor.name, (dim.low, dim.high))
 
         def move(steps: int) -> Any:
             if isinstance(dim, Int):
@@ -165,13 +179,27 @@ class Narrowing:
         return sorted(chosen)
 
 
+def fit_grid(table: pd.DataFrame, room: int | None) -> pd.DataFrame:
+    """``table`` (from ``narrow``) with fewer values where the grid exceeds ``room`` trials (None: any size).
+
+    The least significant factors give up values first, farthest from the better level first, the
+    better level never; the values given up go to ``dropped``. With ``room`` 0 every factor keeps
+    its better level only (the strategy then runs no grid).
+    """
+    values = [list(v) for v in table["values"]]
+    dropped: list[list[Any]] = [[] for _ in values]
+    if room is not None:
+        p, size = table["p"].fillna(1.0).tolist(), table["effect"].abs().fillna(0.0).tolist()
+        for i in sorted(range(len(values)), key=lambda i: (-p[i], size[i], -i)):
+            while len(values[i]) > 1 and math.prod(map(len, values)) > room:
+                kept, better = values[i], table["better"].iat[i]
+                anchor = kept.index(better)
+                below, above = anchor, len(kept) - 1 - anchor  # steps to either end
+                worse_below = better == table["high"].iat[i]
+                end = 0 if below > above or (below == above and worse_below) else -1
+                dropped[i].append(kept.pop(end))
+    return table.assign(values=values, dropped=dropped)
+
+
 def _kind(dim: Dimension) -> str:
     return "log_float" if isinstance(dim, LogFloat) else "float" if isinstance(dim, Float) else "int"
-
-
-def _default_limits(dim: Dimension) -> tuple[float | None, float | None]:
-    if isinstance(dim, Int):
-        return min(1, dim.low), None
-    if isinstance(dim, LogFloat):
-        return None, None
-    return dim.low, dim.high

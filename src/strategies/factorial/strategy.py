@@ -6,14 +6,25 @@
 **Phase 2** (trials N1 ..): once every phase-1 trial has finished, the effects are fitted (see
 ``analysis``) and each factor narrowed (see ``narrowing``); the phase-2 grid is the product of the
 narrowed values in space order (last dimension fastest), each point once, including points already
-run in phase 1 (the paper re-ran them). Trial N1 + j runs point j (tags ``phase: grid``, ``run:
-j``); once the grid is used up the study is finished. ``max_trials`` is an upper bound (N1 + the
-largest grid the rule can produce) because the grid is known only after the fit. Everything is
-recomputed from the finished phase-1 trials on each call (cached on their values).
+run in phase 1 (the paper re-ran them), shrunk to the trials the budget leaves (``fit_grid``). Trial
+N1 + j runs point j (tags ``phase: grid``, ``run: j``); once the grid is used up the study is
+finished. ``max_trials`` is N1 plus the largest grid the rule can produce, or the trials the budget
+leaves if fewer: the grid is known only after the fit. Everything is recomputed from the finished
+phase-1 trials on each call (cached on their values).
+
+**The budget** (``fit_budget``, before the study starts). The grid is owed a quarter of ``n_trials``
+(rounded down) and at least ``MIN_GRID`` points. With ``fraction: auto`` (the default) phase 1 is the
+full design when it leaves the grid that much, else the largest fraction that does (the smallest p;
+minimum-aberration generators, see ``design``), and the note names it; when not even the smallest
+design does, the budget is refused naming ``n_trials`` and that design's size. An explicit
+``fraction`` (0: the full design) is kept as given, refused only when phase 1 itself does not fit,
+and the grid gets what is left. Resuming a study with another ``n_trials`` can change an ``auto``
+design: phase-1 trials that ran another design are a ``DesignError``, not a silent mix.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,10 +33,18 @@ from src.errors import ConfigError
 from src.space import SearchSpace
 from src.strategies.base import Decision, Strategy
 from src.strategies.factorial import plots, tables
-from src.strategies.factorial.analysis import Analysis, analyse
-from src.strategies.factorial.design import Design, fractions
+from src.strategies.factorial.analysis import Analysis, DesignError, analyse
+from src.strategies.factorial.design import Design, fractions, label
 from src.strategies.factorial.narrowing import Narrowing
 from src.trial import Direction, Proposal, Trial
+
+GRID_SHARE = 4  # the grid is owed n_trials // GRID_SHARE trials ...
+MIN_GRID = 2  # ... and never fewer than this: a grid of one point is the predicted best, not a search
+
+
+def min_grid(n_trials: int) -> int:
+    """The trials a budget of ``n_trials`` keeps for the grid when ``fraction: auto`` chooses the design."""
+    return max(MIN_GRID, n_trials // GRID_SHARE)
 
 
 class FactorialGrid(Design, Strategy):
@@ -34,7 +53,7 @@ class FactorialGrid(Design, Strategy):
     name = "factorial_grid"
 
     def __init__(self, space: SearchSpace, seed: int, direction: Direction, replicates: int = 1,
-                 center_points: int = 0, order: int = 2, alpha: float = 0.05, fraction: int = 0,
+                 center_points: int = 0, order: int = 2, alpha: float = 0.05, fraction: int | str = "auto",
                  narrowing: Mapping[str, Any] | None = None, failed: str = "leave_out"):
         Strategy.__init__(self, space, seed, direction)
         if failed not in ("leave_out", "worst"):
@@ -47,28 +66,62 @@ class FactorialGrid(Design, Strategy):
         self.failed, self.alpha = failed, alpha
         self.order = min(order, len(self.factors))  # "interactions up to order": with fewer factors, all there are
         self.narrowing = Narrowing.from_config(narrowing or {}, space)
+        self.room: int | None = None  # trials the budget leaves the grid; None until fit_budget, or unlimited
         self._cache: tuple[tuple, Analysis] | None = None
         self._explained: tuple[Analysis, dict[str, str | bytes]] | None = None  # phase 1's files, per analysis
 
+    def largest_grid(self) -> int:
+        """The most points the narrowing rule can give phase 2, before any budget."""
+        return math.prod(self.narrowing.most_values(f) for f in self.factors)
+
     def max_trials(self) -> int:
-        """An upper bound: phase 1 plus the largest grid the narrowing rule can produce."""
-        return self.n_phase1 + math.prod(self.narrowing.most_values(f) for f in self.factors)
+        """Phase 1 plus the largest grid, or plus the trials the budget leaves if fewer."""
+        largest = self.largest_grid()
+        return self.n_phase1 + (largest if self.room is None else min(largest, self.room))
 
     def fit_budget(self, n_trials: int) -> str | None:
-        """Nothing is estimated until every phase-1 run has finished, so a smaller budget only spends trainings."""
-        if n_trials >= self.n_phase1:
-            return None
-        remedies = [f"raise n_trials to at least {self.n_phase1} (null runs the design, then its grid)"]
+        """Choose phase 1 for the budget (``fraction: auto``) and leave the rest to the grid. A budget that cannot
+        finish phase 1 is refused: nothing is estimated until every phase-1 run has finished."""
+        k, least = len(self.factors), min_grid(n_trials)
+        fits = self.fitting_fraction(n_trials - least)
+        refusal = self._refusal(n_trials, least, fits)
+        if refusal is not None:
+            raise refusal
+        if self.auto:
+            self.use_fraction(fits)
+        self.room, self._cache, self._explained = n_trials - self.n_phase1, None, None
+        notes = []
+        if self.auto and self.fraction:
+            notes.append(f"{label(k, 0)} ({self.phase1_size(0)} runs) and a grid of at least {least} do not fit "
+                         f"n_trials={n_trials}: running {label(k, self.fraction)} ({self.n_phase1} runs), "
+                         f"{self.room} left for the grid")
+        if self.room == 0:
+            notes.append(f"n_trials={n_trials} leaves no trial for the grid after phase 1's {self.n_phase1} runs: the "
+                         f"study ends with the design's effects")
+        elif self.largest_grid() > self.room:
+            notes.append(f"the grid can reach {self.largest_grid()} points and gets {self.room} trials: if it is "
+                         f"larger, the least significant factors get fewer values")
+        return "; ".join(notes) or None
+
+    def _refusal(self, n_trials: int, least: int, fits: int | None) -> ConfigError | None:
+        """Why ``n_trials`` cannot run this strategy's phase 1 and what would, in one line; None when it can."""
         k = len(self.factors)
-        fitting = [p for p in fractions(k) if p > self.fraction
-                   and 2 ** (k - p) * self.replicates + self.center_points <= n_trials]
-        if fitting:
-            p = fitting[0]
-            remedies.append(f"run a fraction of the design with strategy.fraction={p} "
-                            f"({2 ** (k - p) * self.replicates + self.center_points} runs)")
-        raise ConfigError("n_trials", f"{n_trials} trials cannot finish the {self.describe()} factorial design's "
-                                      f"{self.n_phase1} runs (phase 1), so no effects would be estimated; "
-                          + ", or ".join(remedies))
+        if self.auto and fits is None:
+            smallest = [0, *fractions(k)][-1]
+            size = self.phase1_size(smallest)
+            needed = next(n for n in itertools.count(size + MIN_GRID) if size + min_grid(n) <= n)
+            return ConfigError("n_trials", f"{n_trials} trials cannot run {label(k, smallest)} ({size} runs, the "
+                                           f"smallest design for {k} factors) and a grid of at least {least}; raise "
+                                           f"n_trials to at least {needed}"
+                               + (f", or set strategy.fraction={smallest} to run it anyway ({n_trials - size} left "
+                                  f"for the grid)" if size <= n_trials else ""))
+        if not self.auto and self.n_phase1 > n_trials:
+            return ConfigError("n_trials", f"{n_trials} trials cannot finish the {self.describe()} factorial design's "
+                                           f"{self.n_phase1} runs (phase 1), so no effects would be estimated; raise "
+                                           f"n_trials to at least {self.n_phase1}"
+                               + (f", or set strategy.fraction=auto ({label(k, fits)}, {self.phase1_size(fits)} "
+                                  f"runs)" if fits is not None else ""))
+        return None
 
     def propose(self, history: Sequence[Trial], numbers: Sequence[int]) -> Decision:
         proposals: list[Proposal] = []
@@ -96,8 +149,12 @@ class FactorialGrid(Design, Strategy):
             return None
         key = tuple((n, phase1[n].state, phase1[n].value) for n in range(self.n_phase1))
         if self._cache is None or self._cache[0] != key:
+            if any(phase1[r.number].params != r.params for r in self.runs):
+                raise DesignError(f"factorial_grid: phase 1 ran another design than {self.describe()}; fraction: auto "
+                                  f"chose it for another n_trials: resume with the study's n_trials, or set "
+                                  f"strategy.fraction to the design it ran")
             self._cache = (key, analyse(self, phase1, order=self.order, alpha=self.alpha, failed_rule=self.failed,
-                                        direction=self.direction, narrowing=self.narrowing))
+                                        direction=self.direction, narrowing=self.narrowing, room=self.room))
         return self._cache[1]
 
     def artifacts(self, history: Sequence[Trial]) -> dict[str, str | bytes]:
@@ -120,14 +177,14 @@ class FactorialGrid(Design, Strategy):
 
     def _phase1_files(self, analysis: Analysis, by_number: dict[int, Trial]) -> dict[str, str | bytes]:
         design = tables.design_table(self, by_number)
-        narrowed = analysis.narrowed.assign(values=[", ".join(map(str, v)) for v in analysis.narrowed["values"]])
+        narrowed = tables.narrowed(analysis)
         files: dict[str, str | bytes] = {
             "factorial/design.csv": design.to_csv(index=False),
             "factorial/design.md": tables.markdown(design) + "\n",
             "factorial/effects.csv": analysis.effects.to_csv(index=False),
             "factorial/effects.md": tables.effects_md(analysis, self.direction, self.alpha),
             "factorial/narrowed.csv": narrowed.to_csv(index=False),
-            "factorial/narrowed.md": tables.markdown(narrowed) + f"\n\nPhase-2 grid: {len(analysis.grid)} points.\n",
+            "factorial/narrowed.md": tables.markdown(narrowed) + "\n\n" + tables.grid_line(self, analysis) + "\n",
             "factorial/summary.md": tables.summary(self, analysis),
             "factorial/pareto.png": plots.pareto(analysis, self.alpha),
             "factorial/half_normal.png": plots.half_normal(analysis),

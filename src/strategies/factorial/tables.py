@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from src.strategies.factorial.analysis import Analysis, measured
-from src.strategies.factorial.design import Design, factors_of
+from src.strategies.factorial.design import Design, factors_of, roman
 from src.trial import Direction, Trial
 
 if TYPE_CHECKING:
@@ -82,20 +82,43 @@ def summary(strategy: FactorialGrid, analysis: Analysis) -> str:
         row = analysis.effects.set_index("term").loc["curvature"]
         lines.append(f"- curvature (centre mean - factorial mean): {row['coefficient']:.6g}, t = {row['t']:.3f}, "
                      f"p = {row['p']:.4g} ({'significant' if row['significant'] else 'not significant'})")
-    lines.append(f"- narrowing: non-significant factors: {strategy.narrowing.non_significant}; phase-2 grid: "
-                 f"{len(analysis.grid)} points (upper bound {strategy.max_trials() - strategy.n_phase1})")
+    lines.append(f"- narrowing: non-significant factors: {strategy.narrowing.non_significant}; "
+                 + grid_line(strategy, analysis))
     for row in analysis.narrowed.itertuples():
         lines.append(f"  - {row.factor}: better level {row.better} (effect {row.effect:.4g}, p = {row.p:.4g}, "
-                     f"{row.rule}) -> {list(row.values)}")
+                     f"{row.rule}) -> {list(row.values)}"
+                     + (f"; dropped to fit the budget: {list(row.dropped)}" if row.dropped else ""))
     return "\n".join(lines) + "\n"
+
+
+def narrowed(analysis: Analysis) -> pd.DataFrame:
+    """The narrowing table with each factor's values (and those dropped for the budget) as one cell."""
+    return analysis.narrowed.assign(**{column: [", ".join(map(str, v)) for v in analysis.narrowed[column]]
+                                       for column in ("values", "dropped")})
+
+
+def grid_line(strategy: FactorialGrid, analysis: Analysis) -> str:
+    """How big phase 2's grid is and, when the budget shrank it, from what and how."""
+    line = f"phase-2 grid: {len(analysis.grid)} points"
+    full = math.prod(len(v) + len(d) for v, d in zip(analysis.narrowed["values"], analysis.narrowed["dropped"]))
+    if strategy.room == 0:
+        return line + f" (n_trials leaves no trial after phase 1; the narrowed values make {full})"
+    if full > len(analysis.grid):
+        shrunk = [row.factor for row in analysis.narrowed.itertuples() if row.dropped]
+        return line + (f", shrunk from {full} to fit the {strategy.room} trials n_trials leaves after phase 1: the "
+                       f"least significant factors gave up the values farthest from their better level "
+                       f"({', '.join(shrunk)}; see dropped)")
+    return line + f" (upper bound {strategy.max_trials() - strategy.n_phase1})"
 
 
 def aliases(design: Design, analysis: Analysis) -> str:
     """A fraction's generators, defining relation and each estimated term's alias chain."""
     k, p = len(design.factors), design.fraction
     words = [design.word(factors_of(w)) for w in design.defining_relation()]
-    lines = [f"# Alias structure of the 2^({k}-{p}) design (resolution {design.resolution()})", "",
-             "Generators: " + design.generator_list(),
+    pattern = ", ".join(f"A{n} = {count}" for n, count in enumerate(design.word_length_pattern(), start=3))
+    lines = [f"# Alias structure of the 2^({k}-{p}) design (resolution {roman(design.resolution())})", "",
+             "Generators: " + design.generator_list() + " (minimum aberration)", "",
+             f"Word-length pattern: {pattern}",
              "", "Defining relation: " + " = ".join(words), "",
              "Factors: " + ", ".join(f"{f.letter} = {f.name}" for f in design.factors), "",
              "| estimated term | aliases |", "| --- | --- |"]
