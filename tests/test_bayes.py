@@ -1,15 +1,20 @@
-"""GP-BO and Gamma-BO (seed 001) on synthetic objectives, driven in memory without MLflow."""
+"""GP-BO and Gamma-BO (seed 001) on synthetic objectives, driven in memory without MLflow (one test goes through the
+API and MLflow end to end)."""
 
 import math
 import struct
 
 import numpy as np
 import pytest
+import yaml
+from mlflow.tracking import MlflowClient
 from scipy import integrate, stats
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
+from src import optimize
 from src.errors import ConfigError
 from src.space import SearchSpace
+from src.strategies import Decision
 from src.strategies.bayes import (
     GammaBO,
     GaussianProcessBO,
@@ -20,7 +25,8 @@ from src.strategies.bayes import (
     gaussian_predictive,
     student_t_predictive,
 )
-from src.trial import Direction, Trial, TrialState
+from src.trial import Direction, Proposal, Trial, TrialState
+from tests.conftest import ROOT
 from tests.in_memory import drive
 
 LR = SearchSpace.from_config({"lr": {"type": "log_float", "low": 1e-4, "high": 1.0}})
@@ -203,13 +209,7 @@ def test_gamma_bo_proposes_what_gp_bo_does_under_a_confident_prior():
     assert [p.params for p in weak] != [p.params for p in gp]
 
 
-def test_choice_dimensions_and_bad_options_are_config_errors():
-    space = SearchSpace.from_config({"lr": {"type": "log_float", "low": 1e-3, "high": 1.0},
-                                     "opt": {"type": "choice", "values": ["sgd", "adam"]}})
-    for cls in STRATEGIES:
-        with pytest.raises(ConfigError, match="'opt' is a choice") as error:
-            cls(space, 0, Direction.MINIMIZE)
-        assert error.value.key == "space"
+def test_bad_options_are_config_errors():
     with pytest.raises(ConfigError) as error:
         GammaBO(LR, 0, Direction.MINIMIZE, a0=0.0)
     assert error.value.key == "strategy.a0"
@@ -245,3 +245,127 @@ def test_artifacts_plot_the_surrogate_through_the_best_trial_in_more_dimensions(
     width, height = struct.unpack(">II", image[16:24])  # the PNG header's size
     assert width > 2.5 * height  # three panels side by side, one per dimension
     assert cls(THREE_D, 0, Direction.MAXIMIZE).artifacts(history[:1]) == {}
+
+
+MIXED = SearchSpace.from_config({
+    "x": {"type": "float", "low": -2.0, "high": 2.0},
+    "layers": {"type": "int", "low": 1, "high": 8},
+    "batch": {"type": "int", "low": 16, "high": 256, "step": 16, "log": True},
+    "opt": {"type": "choice", "values": ["a", "b", "c"]},
+})
+
+
+def mixed_loss(p):
+    """Best at x = 0.5, 5 layers, batch 64 and opt 'b'; any other optimiser costs 1."""
+    return (p["x"] - 0.5) ** 2 + ((p["layers"] - 5) / 4) ** 2 + (math.log2(p["batch"]) - 6) ** 2 / 8 + (p["opt"] != "b")
+
+
+def inside(space, params):
+    return set(params) == set(space) and all(space[name].contains(value) for name, value in params.items())
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_mixed_space_with_a_choice_is_searched_far_better_than_at_random(cls, seed):
+    history = drive(cls(MIXED, seed, Direction.MINIMIZE, n_iterations=23), lambda p, _: mixed_loss(p))
+    assert len(history) == 25 and all(inside(MIXED, t.params) for t in history)
+    assert len({tuple(t.params.values()) for t in history}) == 25
+    best = min(history, key=lambda t: t.value)
+    assert best.params["opt"] == "b" and best.value < 0.1
+    assert sum(t.params["opt"] == "b" for t in history[-10:]) >= 6  # it has learnt where the choice pays (random: 3.3)
+    random_best = min(mixed_loss(MIXED.sample(np.random.default_rng([seed, k]))) for k in range(25))
+    assert random_best > 2 * best.value
+
+
+class RecordingBO(GaussianProcessBO):
+    """Records every point the acquisition is evaluated at."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.seen = []
+
+    def predictive(self, surrogate, points):
+        self.seen.append(points)
+        return super().predictive(surrogate, points)
+
+
+def test_ei_is_only_evaluated_at_configurations_that_can_run():
+    strategy = RecordingBO(MIXED, 0, Direction.MINIMIZE)
+    history = [done(k, params, mixed_loss(params)) for k, params in
+               enumerate(MIXED.sample(np.random.default_rng(k)) for k in range(6))]
+    strategy.propose(history, [6])
+    points = np.vstack(strategy.seen)
+    assert len(points) > 100
+    np.testing.assert_array_equal(strategy.encoding.project(points), points)
+    for point in points[:: len(points) // 50]:
+        params = strategy.encoding.decode(point)
+        assert inside(MIXED, params)
+        np.testing.assert_allclose(strategy.encoding.encode(params), point, atol=1e-12)
+
+
+SMALL = SearchSpace.from_config({"opt": {"type": "choice", "values": ["sgd", "adam"]},
+                                 "layers": {"type": "int", "low": 1, "high": 3},
+                                 "width": {"type": "int", "low": 8, "high": 32, "step": 8, "log": True}})  # 2 x 3 x 4
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
+def test_a_small_discrete_space_runs_every_configuration_once_and_then_the_study_finishes(cls):
+    strategy = cls(SMALL, 0, Direction.MINIMIZE)
+    history = drive(strategy, lambda p, _: p["layers"] + p["width"] / 8 + (p["opt"] == "sgd"), fail={4})
+    assert len(history) == 24 and history[4].state is TrialState.FAILED
+    assert len({tuple(t.params.values()) for t in history}) == 24
+    assert all(inside(SMALL, t.params) for t in history)
+    assert strategy.propose(history, [24, 25]) == Decision([], finished=True)
+    # a batch takes what is left, no configuration twice, and says the study is finished
+    left = [t.params for t in history[-3:]]
+    decision = strategy.propose(history[:-3], [21, 22, 23, 24, 25])
+    assert decision.finished
+    assert sorted(map(str, (p.params for p in decision.proposals))) == sorted(map(str, left))
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
+def test_running_trials_and_earlier_proposals_of_a_batch_are_not_proposed_again(cls):
+    one = SearchSpace.from_config({"opt": {"type": "choice", "values": ["sgd", "adam", "rmsprop"]}})
+    strategy = cls(one, 0, Direction.MAXIMIZE)
+    history = [done(0, {"opt": "sgd"}, 0.9), done(1, {"opt": "adam"}, 0.5)]
+    assert strategy.propose(history, [2, 3]) == Decision([Proposal({"opt": "rmsprop"})], finished=True)
+    running = [*history, Trial(2, {"opt": "rmsprop"}, TrialState.RUNNING)]
+    assert strategy.propose(running, [3]) == Decision([], finished=True)
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
+def test_artifacts_plot_the_surrogate_on_a_mixed_space_and_over_a_single_choice(cls):
+    history = [done(k, params, mixed_loss(params)) for k, params in
+               enumerate(MIXED.sample(np.random.default_rng(k)) for k in range(8))]
+    image = cls(MIXED, 0, Direction.MINIMIZE).artifacts(history)[f"{cls.name}/surrogate.png"]
+    assert image[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", image[16:24])
+    assert width < 2 * height  # two rows of panels for four dimensions (one row of three is wider)
+    one = SearchSpace.from_config({"opt": {"type": "choice", "values": ["sgd", "adam", "rmsprop"]}})
+    history = [done(0, {"opt": "sgd"}, 0.9), done(1, {"opt": "adam"}, 0.5)]
+    image = cls(one, 0, Direction.MAXIMIZE).artifacts(history)[f"{cls.name}/surrogate.png"]
+    assert image[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("cls", STRATEGIES)
+def test_the_default_mnist_space_is_searched(cls):
+    space = SearchSpace.from_config(yaml.safe_load((ROOT / "conf" / "space" / "cnn_mnist.yaml").read_text()))
+    assert len(space) == 3
+
+    def accuracy_of(p):
+        return accuracy(p["trainer.lr"]) + 0.05 * p["trainer.momentum"] - 0.1 * p["model.dropout"]
+
+    history = drive(cls(space, 0, Direction.MAXIMIZE, n_iterations=6), lambda p, _: accuracy_of(p))
+    assert len(history) == 8 and all(inside(space, t.params) for t in history)
+    assert max(t.value for t in history[2:]) > max(t.value for t in history[:2])
+
+
+def test_gamma_bo_tunes_a_space_with_a_choice_end_to_end(store, study_name):
+    space = {"x": {"type": "float", "low": -2.0, "high": 2.0}, "opt": {"type": "choice", "values": ["a", "b"]}}
+    result = optimize(lambda p: (p["x"] - 0.5) ** 2 + (p["opt"] != "b"), space, "gamma_bo", n_trials=6,
+                      study=study_name, tracking_uri=store, seed=1, progress=False)
+    assert len(result.trials) == 6 and all(t.state is TrialState.COMPLETE for t in result.trials)
+    assert len({(t.params["opt"], t.params["x"]) for t in result.trials}) == 6
+    assert {t.params["opt"] for t in result.trials} <= {"a", "b"}
+    artifacts = MlflowClient(store).list_artifacts(result.parent_run_id, "gamma_bo")
+    assert [a.path for a in artifacts] == ["gamma_bo/surrogate.png"]

@@ -1,0 +1,141 @@
+"""The BOs' surrogate: a GP of standardised losses, its Gaussian and Student-t predictives, and EI (see the package
+docstring for the formulas)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from scipy.linalg import cho_solve, cholesky, solve_triangular
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
+
+# A hyperparameter at its bound is routine for a small, noiseless toy study. Filtered for scikit-learn's GP
+# module once, not around each fit: catch_warnings is process-wide state, and the tables and plots are
+# drawn in a background thread while proposals are made in the main one.
+warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\.gaussian_process")
+
+GP_RESTARTS = 1  # extra random starts of the marginal-likelihood fit
+JITTER = 1e-10  # scikit-learn's default alpha, kept so the surrogate matches its fit
+
+
+@dataclass(frozen=True)
+class Predictive:
+    """A location-scale predictive of the latent loss: Student-t with ``dof``, Gaussian when inf."""
+
+    loc: np.ndarray
+    scale: np.ndarray
+    dof: float = math.inf
+
+    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """Central interval, for plots."""
+        q = stats.norm.ppf(0.5 + level / 2) if math.isinf(self.dof) else stats.t.ppf(0.5 + level / 2, self.dof)
+        return self.loc - q * self.scale, self.loc + q * self.scale
+
+
+class Surrogate:
+    """A GP of standardised losses under a fixed kernel whose first term is the signal, second the noise.
+
+    Kept apart from scikit-learn's regressor so pending points can be added under the fitted
+    hyperparameters and the Gamma update can use the quadratic form y~' K^-1 y~.
+    """
+
+    def __init__(self, kernel: Kernel, inputs: np.ndarray, targets: np.ndarray):
+        self.signal = kernel.k1
+        self.inputs = inputs
+        gram = kernel(inputs) + JITTER * np.eye(len(inputs))
+        self.chol = cholesky(gram, lower=True)
+        self.weights = cho_solve((self.chol, True), targets)
+        self.n = len(targets)
+        self.quad = float(targets @ self.weights)
+
+    def latent(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and variance of the noise-free function at ``points``."""
+        cross = self.signal(points, self.inputs)
+        v = solve_triangular(self.chol, cross.T, lower=True)
+        var = self.signal.diag(points) - np.einsum("ij,ij->j", v, v)
+        return cross @ self.weights, np.maximum(var, 0.0)
+
+
+def gaussian_predictive(surrogate: Surrogate, points: np.ndarray) -> Predictive:
+    """The GP's own predictive, N(mu, s2)."""
+    mean, var = surrogate.latent(points)
+    return Predictive(mean, np.sqrt(var))
+
+
+def student_t_predictive(surrogate: Surrogate, points: np.ndarray, a0: float, b0: float) -> Predictive:
+    """The GP with a Gamma(a0, b0) precision integrated out: t_{2 a_n}(mu, (b_n / a_n) s2)."""
+    mean, var = surrogate.latent(points)
+    a_n = a0 + surrogate.n / 2
+    b_n = b0 + surrogate.quad / 2
+    return Predictive(mean, np.sqrt(var * b_n / a_n), 2 * a_n)
+
+
+def expected_improvement(predictive: Predictive, best: float, xi: float) -> np.ndarray:
+    """E[max(best - xi - Y, 0)] for Y ~ predictive (eq. 10, or its Student-t form); 0 where scale = 0."""
+    improvement = best - xi - predictive.loc
+    scale = predictive.scale
+    positive = scale > 0
+    z = np.divide(improvement, scale, out=np.zeros_like(improvement), where=positive)
+    if math.isinf(predictive.dof):
+        ei = improvement * stats.norm.cdf(z) + scale * stats.norm.pdf(z)
+    else:
+        nu = predictive.dof
+        ei = improvement * stats.t.cdf(z, nu) + scale * (nu + z**2) / (nu - 1) * stats.t.pdf(z, nu)
+    return np.where(positive, np.maximum(ei, 0.0), 0.0)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A conditioned surrogate with the standardisation of the losses it was built on."""
+
+    surrogate: Surrogate
+    best: float  # the best observed loss, standardised
+    xi: float  # standardised
+    mean: float
+    sd: float
+
+    def ei(self, predictive: Predictive) -> np.ndarray:
+        return expected_improvement(predictive, self.best, self.xi)
+
+    def objective(self, standardised: np.ndarray, sign: float) -> np.ndarray:
+        """Standardised losses back in the objective's units (``sign`` -1 for a maximised objective)."""
+        return sign * (self.mean + self.sd * standardised)
+
+
+def fit_model(inputs: np.ndarray, losses: Sequence[float], pending: Sequence[np.ndarray], xi: float,
+              max_fit_points: int, max_condition_points: int, rng: np.random.Generator) -> Model:
+    """Fit the kernel on (a subset of) the observations, then condition on them and on the lies at pending points.
+
+    One Matern length scale per input column (ARD): a choice's one-hot columns each get their own, so the kernel
+    learns how much each level sets the loss apart.
+    """
+    y = np.asarray(losses)
+    mean, sd = float(y.mean()), float(y.std()) or 1.0
+    targets = (y - mean) / sd
+    kernel = (ConstantKernel(1.0, (1e-2, 1e2))
+              * Matern(np.full(inputs.shape[1], 0.3), (1e-2, 1e1), nu=2.5)
+              + WhiteKernel(1e-2, (1e-6, 1e0)))
+    gp = GaussianProcessRegressor(kernel, alpha=JITTER, n_restarts_optimizer=GP_RESTARTS,
+                                  random_state=int(rng.integers(2**31 - 1)))
+    fit = _subset(targets, max_fit_points, rng)
+    gp.fit(inputs[fit], targets[fit])
+    best = float(targets.min())
+    kept = _subset(targets, max_condition_points, rng)
+    lies = np.concatenate([targets[kept], np.full(len(pending), best)])
+    return Model(Surrogate(gp.kernel_, np.vstack([inputs[kept], *pending]), lies), best, xi / sd, mean, sd)
+
+
+def _subset(targets: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of at most ``cap`` observations: all of them, or the best half of ``cap`` and a random rest."""
+    if len(targets) <= cap:
+        return np.arange(len(targets))
+    ranked = np.argsort(targets, kind="stable")
+    best = ranked[: cap // 2]
+    rest = rng.choice(ranked[len(best):], cap - len(best), replace=False)
+    return np.sort(np.concatenate([best, rest]))
