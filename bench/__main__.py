@@ -1,30 +1,42 @@
-"""All benchmarks, or one: ``python -m bench [tracking|overhead|parallel|proposals|training|chaos|ui] [options]``.
+"""All benchmarks, or one: ``python -m bench [tracking|overhead|parallel|proposals|training|chaos|ui|search] ...``.
 
 Figures print as they are measured. Defaults take about twenty minutes on 2 CPU cores, most of it in
 filling the 5,000-trial histories and in the kill storms; ``--quick`` uses small sizes to check the
 bench itself runs. ``ui`` (screenshots of the MLflow UI in headless Chromium, about a minute) runs only when
-named: it needs Debian's ``chromium``.
+named: it needs Debian's ``chromium``. So does ``search`` (search quality on functions with known minima: every
+searcher x 10 seeds x budgets 25/50/100, about an hour on 2 free cores; ``--quick`` about a minute).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from bench import chaos, overhead, parallel_trials, proposal_time, tracking_overhead, training_throughput, ui
+from bench import chaos, overhead, parallel_trials, proposal_time, search, tracking_overhead, training_throughput, ui
+from bench.search.functions import FUNCTIONS
+from bench.search.runner import SEARCHERS
 from src.strategies import STRATEGIES
 
-SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos", "ui")
-DEFAULT_SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos")  # ui: only when named
+SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos", "ui", "search")
+DEFAULT_SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos")  # ui, search: only when named
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sections", nargs="*", help=f"any of {', '.join(SECTIONS)} (default: all but ui)")
+    parser.add_argument("sections", nargs="*", help=f"any of {', '.join(SECTIONS)} (default: all but ui and search)")
     parser.add_argument("--quick", action="store_true", help="small sizes: checks that every section runs")
     parser.add_argument("--sizes", type=int, nargs="+", help="history sizes for proposal times")
     parser.add_argument("--strategies", nargs="+", default=sorted(STRATEGIES), choices=sorted(STRATEGIES))
     parser.add_argument("--device", default="auto", help="device for the training throughput")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models in the throughput bench")
+    parser.add_argument("--functions", nargs="+", choices=FUNCTIONS, help="search: functions (default: all)")
+    parser.add_argument("--searchers", nargs="+", choices=SEARCHERS, help="search: searchers (default: all)")
+    parser.add_argument("--seeds", type=int, help="search: seeds 0..N-1 (default 10; quick 2)")
+    parser.add_argument("--budgets", type=int, nargs="+", help="search: trial budgets (default 25 50 100; quick 25)")
+    parser.add_argument("--jobs", type=int, help="search: worker processes (default: the CPU count)")
+    parser.add_argument("--real", action="store_true", help="search: add the smoke-scale LSTM and MNIST tasks")
+    parser.add_argument("--out", type=Path, help="search: folder for the CSV, PNG and summary "
+                                                 "(default bench/results/search, with --quick search-quick)")
     args = parser.parse_args()
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
@@ -45,6 +57,11 @@ def main() -> None:
         chaos.run(quick=args.quick)
     if "ui" in args.sections:
         ui.run()
+    if "search" in args.sections:
+        search.run(args.functions or list(search.QUICK_FUNCTIONS if args.quick else FUNCTIONS),
+                   args.searchers or list(SEARCHERS), args.seeds or (2 if args.quick else 10),
+                   args.budgets or ([25] if args.quick else list(search.BUDGETS)), args.jobs, args.real,
+                   args.out or (search.QUICK_OUT if args.quick else search.OUT))
 
 
 if __name__ == "__main__":

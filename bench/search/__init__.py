@@ -1,0 +1,107 @@
+"""Search quality: regret of every searcher on functions with known minima, at equal trial budgets.
+
+``python -m bench search`` runs each searcher (``runner.SEARCHERS``: the project strategies that can
+run a black-box function, and Optuna's TPESampler and GPSampler used directly; per_epoch does not
+apply, it tunes a training epoch by epoch) on each function (``functions``: Branin, Hartmann-6 and a
+mixed int/choice Hartmann-6, each plain and noisy) for every seed and budget, in a process pool over
+(function, searcher, seed). Regret: the noise-free value of the trial with the best *observed* value,
+minus the function's minimum (see ``runner``). ``--real`` adds two smoke-scale trainings (``real``)
+on the first ``REAL_SEEDS`` seeds.
+
+Printed, and written to ``--out`` as ``summary.md``: per budget the median regret of each searcher on
+each function, then each searcher's mean rank over the functions (ties averaged; no result, i.e. not
+accepted or an error, ranks last) and on how many functions its median beats random's. Also written:
+``results.csv`` (one row per study: function, searcher, seed, budget, status, trials run and failed,
+regret, the picked configuration, seconds), ``curves.csv`` and ``regret.png`` (median regret against
+trials at the largest budget, one panel per function).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from bench.search import report
+from bench.search.functions import FUNCTIONS, Synthetic
+from bench.search.runner import SEARCHERS, Job, Problem, run_job
+
+REAL = ("lstm_gold", "lr_mnist")
+REAL_SEEDS = 3
+BUDGETS = (25, 50, 100)
+QUICK_FUNCTIONS = ("branin", "mixed_noisy")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+COLUMNS = ("function", "searcher", "seed", "budget", "status", "trials", "failed", "regret", "picked_loss", "reference",
+           "best_observed_loss", "run_seconds", "picked", "note")  # results.csv
+OUT = Path(__file__).resolve().parent.parent / "results" / "search"
+QUICK_OUT = OUT.with_name("search-quick")  # --quick checks that the bench runs; git ignores its output
+
+
+def problem(name: str) -> Problem:
+    """A function or, for the names in ``REAL``, a real task (imported only then: it loads torch and data)."""
+    if name in REAL:
+        from bench.search.real import RealTask
+
+        return RealTask(name)
+    return Synthetic(name)
+
+
+def jobs_for(functions: list[str], searchers: list[str], seeds: int, budgets: list[int], real: bool) -> list[Job]:
+    """Every (problem, searcher, seed); the slowest searchers first (``SEARCHERS``' order)."""
+    problems = [(f, seeds) for f in functions] + [(r, min(seeds, REAL_SEEDS)) for r in REAL if real]
+    ordered = [s for s in SEARCHERS if s in searchers]
+    return [Job(name, searcher, seed, tuple(budgets))
+            for searcher in ordered for name, n_seeds in problems for seed in range(n_seeds)]
+
+
+def execute(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
+    """Run the jobs, in a pool of ``workers`` spawned processes with one BLAS/OMP thread each (inline for 1)."""
+    rows: list[dict[str, Any]] = []
+    if workers == 1:
+        for job in tqdm(jobs, desc="search", unit="job"):
+            rows += run_job(job, problem)
+        return rows
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))  # inherited by the workers, read as they import
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_job, job, problem) for job in jobs]
+        for future in tqdm(as_completed(futures), total=len(futures), desc="search", unit="job"):
+            rows += future.result()
+    return rows
+
+
+def with_regret(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows with ``reference`` (the known minimum, or for a real task the best loss any searcher observed
+    on it in this run) and ``regret`` (picked loss minus reference), in a stable order."""
+    frame = pd.DataFrame(rows).sort_values(["function", "searcher", "seed", "budget"], kind="stable")
+    references = {f: Synthetic(f).minimum for f in frame.function.unique() if f in FUNCTIONS}
+    for name in set(frame.function) - set(references):
+        references[name] = frame.loc[frame.function == name, "best_observed_loss"].min()
+    frame["reference"] = frame.function.map(references)
+    frame["regret"] = frame.picked_loss - frame.reference
+    order = {name: k for k, name in enumerate(SEARCHERS)}
+    frame = frame.sort_values("searcher", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    return frame[[*COLUMNS, "curve"]]
+
+
+def run(functions: list[str], searchers: list[str], seeds: int, budgets: list[int], workers: int | None = None,
+        real: bool = False, out: Path = OUT) -> str:
+    """Run the bench, print and write its tables and plot; returns the summary (markdown)."""
+    jobs = jobs_for(functions, searchers, seeds, budgets, real)
+    print(f"\nSearch quality: {len(jobs)} jobs ({len(functions) + real * len(REAL)} problems x "
+          f"{len(searchers)} searchers x up to {seeds} seeds), budgets {budgets}", flush=True)
+    rows = with_regret(execute(jobs, workers or os.cpu_count() or 1))
+    text = report.summary(rows)
+    print(text, flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    rows.drop(columns="curve").to_csv(out / "results.csv", index=False)
+    curve = report.curves(rows)
+    curve.to_csv(out / "curves.csv", index=False)
+    (out / "regret.png").write_bytes(report.plot(curve))
+    (out / "summary.md").write_text(text)
+    print(f"written: {', '.join(str(out / f) for f in ('results.csv', 'curves.csv', 'regret.png', 'summary.md'))}")
+    return text

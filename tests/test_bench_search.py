@@ -1,0 +1,112 @@
+"""The search bench: its functions' known minima are right, regret is on the noise-free function, and a tiny
+run writes its files with a table row for every searcher."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import minimize
+
+from bench.search import run
+from bench.search.functions import (
+    AMPLITUDES,
+    ARGMINS,
+    BRANIN_MINIMUM,
+    H6_MINIMUM,
+    LATTICE,
+    MINIMA,
+    OFFSETS,
+    Synthetic,
+    evaluate,
+    hartmann6,
+    observed_value,
+    true_value,
+)
+from bench.search.runner import discretise, picked_curve
+from src.space import Choice
+from src.trial import Trial, TrialState
+
+
+@pytest.mark.parametrize("function", ["branin", "hartmann6", "mixed"])
+def test_each_documented_minimiser_gives_the_documented_minimum(function):
+    assert len(ARGMINS[function]) == (3 if function == "branin" else 1)
+    for argmin in ARGMINS[function]:
+        assert Synthetic(function).space().keys() == argmin.keys()
+        assert true_value(function, argmin) == pytest.approx(MINIMA[function], abs=1e-9)
+    assert BRANIN_MINIMUM == pytest.approx(0.397887, abs=1e-6)
+
+
+def test_no_point_of_the_continuous_functions_goes_below_their_minimum():
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.uniform(-5, 10, 200_000), rng.uniform(0, 15, 200_000)
+    assert evaluate("branin", {"x1": x1, "x2": x2}).min() > BRANIN_MINIMUM
+    assert hartmann6(rng.uniform(0, 1, (200_000, 6))).min() > H6_MINIMUM
+    polished = minimize(hartmann6, list(ARGMINS["hartmann6"][0].values()), bounds=[(0, 1)] * 6, method="L-BFGS-B")
+    assert polished.fun == pytest.approx(H6_MINIMUM, abs=1e-9)
+
+
+def test_the_mixed_minimum_is_the_least_value_over_its_whole_space():
+    """Brute force over every choice and integer level, with the four floats on a grid through the minimiser
+    (and random floats); then a local search from the best point, which must not improve on it."""
+    argmin = ARGMINS["mixed"][0]
+    floats = [np.append(np.linspace(0, 1, 5), argmin[n]) for n in ("x1", "x2", "x5", "x6")]
+    best = math.inf
+    for amplitude, offset in itertools.product(AMPLITUDES, OFFSETS):
+        k3, k4, x1, x2, x5, x6 = np.meshgrid(np.arange(LATTICE + 1), np.arange(LATTICE + 1), *floats, indexing="ij",
+                                             sparse=True)
+        values = evaluate("mixed", {"x1": x1, "x2": x2, "k3": k3, "k4": k4, "x5": x5, "x6": x6,
+                                    "amplitude": amplitude, "offset": offset})
+        best = min(best, values.min())
+    rng = np.random.default_rng(1)
+    n = 100_000
+    sampled = evaluate("mixed", {**{k: rng.uniform(0, 1, n) for k in ("x1", "x2", "x5", "x6")},
+                                 "k3": rng.integers(0, LATTICE + 1, n), "k4": rng.integers(0, LATTICE + 1, n),
+                                 "amplitude": rng.choice(list(AMPLITUDES), n), "offset": rng.choice(list(OFFSETS), n)})
+    assert best == pytest.approx(MINIMA["mixed"], abs=1e-9)
+    assert sampled.min() > MINIMA["mixed"]
+
+    def relaxed(x: np.ndarray) -> float:  # floats free, the rest at the minimiser's levels
+        return true_value("mixed", {**argmin, "x1": x[0], "x2": x[1], "x5": x[2], "x6": x[3]})
+
+    start = [argmin[n] for n in ("x1", "x2", "x5", "x6")]
+    assert minimize(relaxed, start, bounds=[(0, 1)] * 4).fun >= MINIMA["mixed"] - 1e-9
+
+
+def test_noise_is_seeded_and_regret_is_on_the_noise_free_value():
+    argmin = ARGMINS["branin"][0]
+    assert observed_value("branin", argmin, 0, 3) == true_value("branin", argmin)
+    noisy = [observed_value("branin_noisy", argmin, 0, n) for n in range(200)]
+    assert noisy[3] == observed_value("branin_noisy", argmin, 0, 3)  # same seed and number, same draw
+    assert np.std(noisy) == pytest.approx(1.0, rel=0.2)
+    # A lucky noisy draw at a poor point is picked (best observed), but scored by its true value.
+    poor = {"x1": 0.0, "x2": 0.0}
+    history = [Trial(0, argmin, TrialState.COMPLETE, 5.0), Trial(1, poor, TrialState.COMPLETE, -100.0)]
+    curve = picked_curve(Synthetic("branin_noisy"), history)
+    assert curve == [true_value("branin", argmin), true_value("branin", poor)]
+
+
+def test_discretised_spaces_are_all_choices_of_cell_midpoints():
+    lattice = discretise(Synthetic("mixed").space())
+    assert all(isinstance(dim, Choice) for dim in lattice.values())
+    assert lattice["x1"].values == (0.1, 0.3, 0.5, 0.7, 0.9)
+    assert lattice["k3"].values == (2, 6, 10, 14, 18)
+    assert lattice["offset"].values == tuple(OFFSETS)
+
+
+def test_a_tiny_run_writes_the_csv_and_the_plot_and_tables_every_searcher(tmp_path):
+    searchers = ["random", "gp_bo", "t_sampling", "TPESampler"]
+    text = run(["branin", "hartmann6_noisy"], searchers, seeds=1, budgets=[6, 10], workers=1, out=tmp_path)
+    rows = pd.read_csv(tmp_path / "results.csv")
+    assert len(rows) == 2 * len(searchers) * 2
+    assert (tmp_path / "regret.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(pd.read_csv(tmp_path / "curves.csv").searcher) <= set(searchers)
+    ok = rows[rows.status == "ok"]
+    assert (ok.regret >= -1e-9).all() and (ok.trials <= ok.budget).all()
+    assert set(rows.status) <= {"ok", "not accepted"}
+    for searcher in searchers:
+        assert sum(line.startswith(f"| {searcher} |") for line in text.splitlines()) == 3  # two budgets, ranks
+    assert (tmp_path / "summary.md").read_text() == text
