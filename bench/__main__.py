@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, help="search: seeds 0..N-1 (default 10; quick 2)")
     parser.add_argument("--budgets", type=int, nargs="+", help="search: trial budgets (default 25 50 100; quick 25)")
     parser.add_argument("--jobs", type=int, help="search: worker processes (default: the CPU count)")
+    parser.add_argument("--levels", type=int, default=search.LEVELS,
+                        help="search: values per numeric dimension of t_sampling's discretised spaces (default 5)")
     parser.add_argument("--real", action="store_true", help="search: add the smoke-scale LSTM and MNIST tasks")
     parser.add_argument("--out", type=Path, help="search: folder for the CSV, PNG and summary "
                                                  "(default bench/results/search, with --quick search-quick)")
@@ -61,7 +63,7 @@ def main() -> None:
         search.run(args.functions or list(search.QUICK_FUNCTIONS if args.quick else FUNCTIONS),
                    args.searchers or list(SEARCHERS), args.seeds or (2 if args.quick else 10),
                    args.budgets or ([25] if args.quick else list(search.BUDGETS)), args.jobs, args.real,
-                   args.out or (search.QUICK_OUT if args.quick else search.OUT))
+                   args.out or (search.QUICK_OUT if args.quick else search.OUT), args.levels)
 
 
 if __name__ == "__main__":

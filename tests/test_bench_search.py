@@ -22,6 +22,7 @@ from bench.search.functions import (
     OFFSETS,
     Synthetic,
     evaluate,
+    floor,
     hartmann6,
     observed_value,
     true_value,
@@ -95,11 +96,13 @@ def test_discretised_spaces_are_all_choices_of_cell_midpoints():
     assert lattice["x1"].values == (0.1, 0.3, 0.5, 0.7, 0.9)
     assert lattice["k3"].values == (2, 6, 10, 14, 18)
     assert lattice["offset"].values == tuple(OFFSETS)
+    assert discretise(Synthetic("branin").space(), 3)["x2"].values == (2.5, 7.5, 12.5)
+    assert 0 < floor("branin") < floor("branin", 3)
 
 
 def test_a_tiny_run_writes_the_csv_and_the_plot_and_tables_every_searcher(tmp_path):
     searchers = ["random", "gp_bo", "t_sampling", "TPESampler"]
-    text = run(["branin", "hartmann6_noisy"], searchers, seeds=1, budgets=[6, 10], workers=1, out=tmp_path)
+    text = run(["branin", "hartmann6_noisy"], searchers, seeds=1, budgets=[6, 10], workers=1, out=tmp_path, levels=2)
     rows = pd.read_csv(tmp_path / "results.csv")
     assert len(rows) == 2 * len(searchers) * 2
     assert (tmp_path / "regret.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -28,8 +28,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from bench.search import report
-from bench.search.functions import FUNCTIONS, Synthetic
-from bench.search.runner import SEARCHERS, Job, Problem, run_job
+from bench.search.functions import FUNCTIONS, Synthetic, floor
+from bench.search.runner import DISCRETISED, LEVELS, SEARCHERS, Job, Problem, run_job
 
 REAL = ("lstm_gold", "lr_mnist")
 REAL_SEEDS = 3
@@ -51,11 +51,12 @@ def problem(name: str) -> Problem:
     return Synthetic(name)
 
 
-def jobs_for(functions: list[str], searchers: list[str], seeds: int, budgets: list[int], real: bool) -> list[Job]:
+def jobs_for(functions: list[str], searchers: list[str], seeds: int, budgets: list[int], real: bool,
+             levels: int = LEVELS) -> list[Job]:
     """Every (problem, searcher, seed); the slowest searchers first (``SEARCHERS``' order)."""
     problems = [(f, seeds) for f in functions] + [(r, min(seeds, REAL_SEEDS)) for r in REAL if real]
     ordered = [s for s in SEARCHERS if s in searchers]
-    return [Job(name, searcher, seed, tuple(budgets))
+    return [Job(name, searcher, seed, tuple(budgets), levels)
             for searcher in ordered for name, n_seeds in problems for seed in range(n_seeds)]
 
 
@@ -89,13 +90,17 @@ def with_regret(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def run(functions: list[str], searchers: list[str], seeds: int, budgets: list[int], workers: int | None = None,
-        real: bool = False, out: Path = OUT) -> str:
+        real: bool = False, out: Path = OUT, levels: int = LEVELS) -> str:
     """Run the bench, print and write its tables and plot; returns the summary (markdown)."""
-    jobs = jobs_for(functions, searchers, seeds, budgets, real)
+    jobs = jobs_for(functions, searchers, seeds, budgets, real, levels)
     print(f"\nSearch quality: {len(jobs)} jobs ({len(functions) + real * len(REAL)} problems x "
           f"{len(searchers)} searchers x up to {seeds} seeds), budgets {budgets}", flush=True)
     rows = with_regret(execute(jobs, workers or os.cpu_count() or 1))
     text = report.summary(rows)
+    discretised = [s for s in searchers if s in DISCRETISED]
+    if discretised and functions:
+        text += (f"\n{', '.join(discretised)}: {levels} levels per numeric dimension; the lattice's own regret: "
+                 + ", ".join(f"{f} {floor(f, levels):.3g}" for f in functions) + "\n")
     print(text, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     rows.drop(columns="curve").to_csv(out / "results.csv", index=False)

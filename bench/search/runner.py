@@ -39,7 +39,7 @@ from src.strategies import make_strategy
 from src.strategies.tpe import distribution
 from src.trial import Direction, Trial, TrialState, best_trial
 
-LEVELS = 5  # per numeric dimension of a discretised space
+LEVELS = 5  # per numeric dimension of a discretised space, by default
 OPTUNA_SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "TPESampler": lambda seed: optuna.samplers.TPESampler(seed=seed),
     "GPSampler": lambda seed: optuna.samplers.GPSampler(seed=seed),
@@ -72,6 +72,7 @@ class Job:
     searcher: str
     seed: int
     budgets: tuple[int, ...]
+    levels: int = LEVELS  # of each numeric dimension, for the searchers in DISCRETISED
 
 
 def discretise(space: SearchSpace, levels: int = LEVELS) -> SearchSpace:
@@ -169,7 +170,7 @@ def run_job(job: Job, problems: Callable[[str], Problem]) -> list[dict[str, Any]
     problem = problems(job.problem)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    space = discretise(problem.space()) if job.searcher in DISCRETISED else problem.space()
+    space = discretise(problem.space(), job.levels) if job.searcher in DISCRETISED else problem.space()
     runs: dict[str, tuple[list[Trial], float]] = {}  # plan -> (history of its largest budget, seconds)
     rows = []
     for budget in sorted(job.budgets, reverse=True):
