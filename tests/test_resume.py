@@ -15,7 +15,7 @@ CASES = {
     "grid": (NUMERIC, {"points": 3}),
     "gp_bo": (NUMERIC, {"n_initial": 2, "n_iterations": 5}),
     "gamma_bo": (NUMERIC, {"n_initial": 2, "n_iterations": 5}),
-    "t_sampling": (CHOICES, {"n_samples": 2}),
+    "t_sampling": ({k: CHOICES[k] for k in ("b", "c")}, {"n_samples": 2}),
     "factorial_grid": (NUMERIC, {}),
     "optuna_tpe": ({**NUMERIC, **CHOICES}, {"n_startup_trials": 3}),
 }
