@@ -369,7 +369,7 @@ def within(space, params):
 
 
 def test_nine_factors_in_sixty_trials_run_a_fraction_then_a_grid_that_fit():
-    strategy = factorial(NINE)
+    strategy = factorial(NINE, refine=False)
     note = strategy.fit_budget(60)
     assert note.startswith("the full 2^9 design (512 runs) and a grid of at least 15 do not fit n_trials=60: "
                            "running the 2^(9-4) resolution IV fraction (32 runs), 28 left for the grid")
@@ -440,7 +440,7 @@ def test_an_explicit_fraction_is_kept_as_given():
     (10, {"conv": [6], "dense": [1], "lr": [0.0001, 0.001]}, {"conv": [7], "dense": [2], "lr": [0.01]}),
 ])
 def test_the_grid_shrinks_to_the_trials_left_keeping_each_better_level(n_trials, values, dropped):
-    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, narrowing=PAPER_OPEN)
+    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, narrowing=PAPER_OPEN, refine=False)
     assert strategy.max_trials() == 8 + 12
     strategy.fit_budget(n_trials)
     assert strategy.max_trials() == min(20, n_trials)
@@ -474,10 +474,101 @@ def test_proposals_stay_inside_the_declared_space_unless_a_bound_is_opened():
 
 
 def test_a_study_resumed_with_another_auto_design_is_refused_not_mixed():
-    before = factorial(NINE)
+    before = factorial(NINE, refine=False)
     before.fit_budget(60)
     history = drive(before, nine_loss, budget=32)
-    after = factorial(NINE)
+    after = factorial(NINE, refine=False)
     after.fit_budget(40)  # the 2^(9-5) fraction now
     with pytest.raises(DesignError, match="phase 1 ran another design"):
         after.propose(history[:16], [16])
+
+
+# Refinement rounds (beyond the paper): a smooth bowl whose optimum is inside the space, away from every corner.
+BOWL = SearchSpace.from_config({
+    "x": {"type": "float", "low": 0.0, "high": 1.0},
+    "lr": {"type": "log_float", "low": 1e-4, "high": 1e-1},
+    "n": {"type": "int", "low": 1, "high": 9},
+    "opt": {"type": "choice", "values": ["sgd", "adam"]},
+})
+
+
+def bowl(params, number):
+    """Minimised at x = 0.37, lr = 10^-2.6, n = 6, adam; the phase-1 levels and the grid miss it."""
+    return ((params["x"] - 0.37) ** 2 + 0.1 * (math.log10(params["lr"]) + 2.6) ** 2 + 0.01 * (params["n"] - 6) ** 2
+            + 0.05 * (params["opt"] == "sgd"))
+
+
+def test_refinement_uses_the_budget_inside_the_space_and_beats_the_grid():
+    strategy = factorial(BOWL)
+    note = strategy.fit_budget(60)
+    assert "refinement rounds" in note and strategy.max_trials() == 60
+    history = drive(strategy, bowl, budget=60)
+    phases = [t.tags["phase"] for t in history]
+    grid = len(strategy.analysis(history).grid)
+    assert len(history) == 60 and phases == ["factorial"] * 16 + ["grid"] * grid + ["refine"] * (44 - grid)
+    assert strategy.propose(history, [60]).finished
+    assert all(within(BOWL, t.params) for t in history)
+    keys = [tuple(t.params.values()) for t in history if t.tags["phase"] == "refine"]
+    earlier = {tuple(t.params.values()) for t in history if t.tags["phase"] != "refine"}
+    assert len(set(keys)) == len(keys) and not set(keys) & earlier  # no configuration runs twice
+    before = min(t.value for t in history if t.tags["phase"] != "refine")
+    after = min(t.value for t in history)
+    assert after < before / 10 and after < 0.005
+    rounds = [int(t.tags["round"]) for t in history if t.tags["phase"] == "refine"]
+    assert rounds == sorted(rounds) and rounds[0] == 0
+    assert "| round |" in strategy.artifacts(history)["refine/rounds.md"]
+
+
+def test_the_levels_sit_at_the_quarter_points_when_refining_and_at_the_bounds_without_a_budget():
+    refining, unlimited = factorial(BOWL), factorial(BOWL)
+    refining.fit_budget(60)
+    low, high = refining.factors[1].levels  # the learning rate a quarter of its 3 decades inside: 10^-3.25, 10^-1.75
+    assert (low, high) == (pytest.approx(10 ** -3.25), pytest.approx(10 ** -1.75))
+    assert [refining.factors[i].levels for i in (0, 2, 3)] == [(0.25, 0.75), (3, 7), ("sgd", "adam")]
+    assert [f.levels for f in unlimited.factors] == [(0.0, 1.0), (1e-4, 1e-1), (1, 9), ("sgd", "adam")]
+
+
+def test_a_resumed_refinement_proposes_the_same_trials():
+    strategy = factorial(BOWL)
+    strategy.fit_budget(50)
+    history = drive(strategy, bowl, budget=50)
+    fresh = factorial(BOWL)
+    fresh.fit_budget(50)
+    for number in range(16, 50):  # each trial again from the history before it, by a strategy that never saw it
+        (proposal,) = fresh.propose(history[:number], [number]).proposals
+        assert proposal.params == history[number].params and proposal.tags == history[number].tags
+    interrupted = factorial(BOWL)
+    interrupted.fit_budget(50)
+    assert drive(interrupted, bowl, budget=50, interrupt_at=40) == history
+
+
+def test_a_refinement_round_waits_for_the_one_before_it():
+    strategy = factorial(BOWL)
+    strategy.fit_budget(50)
+    history = drive(strategy, bowl, budget=50)
+    first = [t for t in history if t.tags.get("round") == "0"]
+    start, end = first[0].number, first[-1].number + 1
+    decision = strategy.propose(history[:start], list(range(start, end + 1)))
+    assert [p.params for p in decision.proposals] == [t.params for t in first] and not decision.finished
+
+
+def test_refine_false_is_the_papers_study_and_no_budget_means_no_refinement():
+    plain, paper = factorial(BOWL, refine=False), factorial(BOWL, refine=False)
+    plain.fit_budget(60)
+    history = drive(plain, bowl, budget=60)
+    assert {t.tags["phase"] for t in history} == {"factorial", "grid"} and len(history) < 60
+    assert [f.levels for f in plain.factors] == [(0.0, 1.0), (1e-4, 1e-1), (1, 9), ("sgd", "adam")]
+    assert drive(factorial(BOWL), bowl) == drive(paper, bowl)  # n_trials null: the grid ends the study
+    with pytest.raises(ConfigError, match="true or false"):
+        factorial(BOWL, refine="yes")
+
+
+def test_refinement_stops_when_it_has_converged():
+    small = SearchSpace.from_config({"n": {"type": "int", "low": 0, "high": 4},
+                                     "opt": {"type": "choice", "values": ["a", "b"]}})
+    strategy = factorial(small)
+    strategy.fit_budget(40)
+    history = drive(strategy, lambda params, number: (params["n"] - 2) ** 2 + (params["opt"] == "a"), budget=40)
+    assert len(history) < 40 and strategy.propose(history, [len(history)]).finished
+    assert min(t.value for t in history) == 0
+    assert "Stopped: converged" in strategy.artifacts(history)["refine/rounds.md"]

@@ -6,6 +6,8 @@ float, log_float) their ``low`` and ``high``, a choice exactly its two values (m
 second value); log_float dimensions (and ints with ``log: true``) are coded in log space, so their
 centre is the geometric mean. An int's centre is rounded half up onto its step grid and coded by its
 actual value (3/6 -> 5, coded +1/3). A choice has no centre: centre runs alternate its two values.
+``use_inset`` moves the numeric levels inside the bounds (refinement's quarter points, see ``strategy``):
+the coding follows the levels, an int rounds onto its step grid and keeps its bounds if too narrow.
 
 **Runs.** The 2^k design in standard (Yates) order - the first factor alternates fastest - repeated
 ``replicates`` times as consecutive blocks, then ``center_points`` centre runs. The order is fixed,
@@ -26,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -115,12 +117,17 @@ class Factor:
     name: str
     letter: str
     dim: Dimension
+    inset: float = 0.0  # the levels' distance from the bounds, as a fraction of the range in its own scale
 
     @property
     def levels(self) -> tuple[Any, Any]:
         if isinstance(self.dim, Choice):
             return self.dim.values[0], self.dim.values[1]
-        return self.dim.low, self.dim.high
+        if not self.inset:
+            return self.dim.low, self.dim.high
+        low, high = self._scale(self.dim.low), self._scale(self.dim.high)
+        inner = (self._unscale(low + self.inset * (high - low)), self._unscale(high - self.inset * (high - low)))
+        return (self.dim.low, self.dim.high) if inner[0] == inner[1] else inner  # an int too narrow to inset
 
     @property
     def logarithmic(self) -> bool:
@@ -128,6 +135,13 @@ class Factor:
 
     def _scale(self, value: float) -> float:
         return math.log(value) if self.logarithmic else float(value)
+
+    def _unscale(self, scaled: float) -> Any:
+        """A value of the dimension from its scale: an int rounded half up onto its step grid."""
+        value = math.exp(scaled) if self.logarithmic else scaled
+        if isinstance(self.dim, Int):
+            return self.dim.low + math.floor((value - self.dim.low) / self.dim.step + 0.5) * self.dim.step
+        return clean(value)
 
     def value(self, coded: int) -> Any:
         """The parameter value at coded level -1 or +1."""
@@ -137,17 +151,13 @@ class Factor:
         """The value of centre run ``index``: the (geometric) midpoint, or alternating choice values."""
         if isinstance(self.dim, Choice):
             return self.levels[index % 2]
-        mid = (self._scale(self.dim.low) + self._scale(self.dim.high)) / 2
-        mid = math.exp(mid) if self.logarithmic else mid
-        if isinstance(self.dim, Int):
-            return self.dim.low + math.floor((mid - self.dim.low) / self.dim.step + 0.5) * self.dim.step
-        return clean(mid)
+        return self._unscale((self._scale(self.dim.low) + self._scale(self.dim.high)) / 2)
 
     def code(self, value: Any) -> float:
         """Coded units: -1 at the low level, +1 at the high level, linear (in log space for logs)."""
         if isinstance(self.dim, Choice):
             return -1.0 if value == self.levels[0] else 1.0
-        low, high = self._scale(self.dim.low), self._scale(self.dim.high)
+        low, high = map(self._scale, self.levels)
         return (self._scale(value) - (low + high) / 2) / ((high - low) / 2)
 
 
@@ -196,6 +206,11 @@ class Design:
         """Run the 2^(k-p) design in phase 1 (``p`` from ``fractions``, or 0)."""
         self.fraction = p
         self.generators = generators(len(self.factors), p)
+        self.runs = self._runs()
+
+    def use_inset(self, inset: float) -> None:
+        """Put the numeric factors' levels ``inset`` of their range inside the bounds (0: at the bounds)."""
+        self.factors = tuple(replace(f, inset=inset) for f in self.factors)
         self.runs = self._runs()
 
     def phase1_size(self, p: int) -> int:

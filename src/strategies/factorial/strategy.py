@@ -20,6 +20,21 @@ design does, the budget is refused naming ``n_trials`` and that design's size. A
 ``fraction`` (0: the full design) is kept as given, refused only when phase 1 itself does not fit,
 and the grid gets what is left. Resuming a study with another ``n_trials`` can change an ``auto``
 design: phase-1 trials that ran another design are a ``DesignError``, not a silent mix.
+
+**Refinement** (``refine: true``, the default; only with a budget that leaves trials after the grid).
+The paper's study ends with its grid, which stays near the better corner and leaves most of a larger
+budget unused; refining, the rest of ``n_trials`` goes to rounds of a compass search around the best
+trial so far (see ``refine``; tags ``phase: refine``, ``round``, ``run``) and the study runs all of
+``n_trials`` unless the search converges first (``refine/rounds.md`` says why it stopped). Three
+things change so that the rounds get trials and a good start: with ``fraction: auto`` phase 1 is the
+largest design in half of ``n_trials`` (today's rule when none is), a grid larger than the trials
+left gets only its quarter of ``n_trials`` instead of all of them, and the two levels sit at the
+quarter points of each numeric range (``INSET``, in the dimension's scale) instead of at the
+bounds: each level stands for its half of the range, so the better level is the centre of the
+better half rather than a corner, and the rounds start inside. Without trials after the grid
+(``n_trials`` null, or a grid that takes all of them, as seed 002's 8 + 12 of 20 does) nothing
+changes: levels at the bounds, the paper's grid, the end. ``refine: false`` is the paper's
+behaviour at every budget. Refining, ``max_trials`` is ``n_trials``.
 """
 
 from __future__ import annotations
@@ -36,10 +51,13 @@ from src.strategies.factorial import plots, tables
 from src.strategies.factorial.analysis import Analysis, DesignError, analyse
 from src.strategies.factorial.design import Design, fractions, label
 from src.strategies.factorial.narrowing import Narrowing
+from src.strategies.factorial.refine import Search, search
 from src.trial import Direction, Proposal, Trial
 
 GRID_SHARE = 4  # the grid is owed n_trials // GRID_SHARE trials ...
 MIN_GRID = 2  # ... and never fewer than this: a grid of one point is the predicted best, not a search
+INSET = 0.25  # refining, the levels sit at the quarter points: each stands for its half of the range
+PHASE1_SHARE = 2  # refining, phase 1 takes at most n_trials // PHASE1_SHARE when a design fits in it
 
 
 def min_grid(n_trials: int) -> int:
@@ -54,7 +72,8 @@ class FactorialGrid(Design, Strategy):
 
     def __init__(self, space: SearchSpace, seed: int, direction: Direction, replicates: int = 1,
                  center_points: int = 0, order: int = 2, alpha: float = 0.05, fraction: int | str = "auto",
-                 narrowing: Mapping[str, Any] | None = None, failed: str = "leave_out"):
+                 narrowing: Mapping[str, Any] | None = None, failed: str = "leave_out",
+                 refine: bool = True):
         Strategy.__init__(self, space, seed, direction)
         if failed not in ("leave_out", "worst"):
             raise ConfigError("strategy.failed", f"must be leave_out or worst, got {failed!r}")
@@ -62,11 +81,14 @@ class FactorialGrid(Design, Strategy):
             raise ConfigError("strategy.order", f"must be an integer >= 1, got {order!r}")
         if not 0 < alpha < 1:
             raise ConfigError("strategy.alpha", f"must be in (0, 1), got {alpha}")
+        if not isinstance(refine, bool):
+            raise ConfigError("strategy.refine", f"must be true or false, got {refine!r}")
         Design.__init__(self, space, replicates, center_points, fraction)
-        self.failed, self.alpha = failed, alpha
+        self.failed, self.alpha, self.refine = failed, alpha, refine
         self.order = min(order, len(self.factors))  # "interactions up to order": with fewer factors, all there are
         self.narrowing = Narrowing.from_config(narrowing or {}, space)
-        self.room: int | None = None  # trials the budget leaves the grid; None until fit_budget, or unlimited
+        self.room: int | None = None  # trials the budget leaves after phase 1; None until fit_budget, or unlimited
+        self.grid_room: int | None = None  # of those, the grid's (the rest goes to refinement rounds)
         self._cache: tuple[tuple, Analysis] | None = None
         self._explained: tuple[Analysis, dict[str, str | bytes]] | None = None  # phase 1's files, per analysis
 
@@ -74,33 +96,52 @@ class FactorialGrid(Design, Strategy):
         """The most points the narrowing rule can give phase 2, before any budget."""
         return math.prod(self.narrowing.most_values(f) for f in self.factors)
 
+    @property
+    def refining(self) -> bool:
+        """Whether refinement rounds follow the grid: ``refine`` and a budget (without one the grid ends the study)."""
+        return self.refine and self.room is not None
+
     def max_trials(self) -> int:
-        """Phase 1 plus the largest grid, or plus the trials the budget leaves if fewer."""
+        """Phase 1 plus the largest grid, or plus the trials the budget leaves if fewer; refining, the whole budget."""
         largest = self.largest_grid()
-        return self.n_phase1 + (largest if self.room is None else min(largest, self.room))
+        if self.room is None:
+            return self.n_phase1 + largest
+        return self.n_phase1 + (self.room if self.refining else min(largest, self.room))
 
     def fit_budget(self, n_trials: int) -> str | None:
-        """Choose phase 1 for the budget (``fraction: auto``) and leave the rest to the grid. A budget that cannot
-        finish phase 1 is refused: nothing is estimated until every phase-1 run has finished."""
+        """Choose phase 1 for the budget (``fraction: auto``) and leave the rest to the grid (and, refining, the
+        rounds). A budget that cannot finish phase 1 is refused: nothing is estimated until every phase-1 run has
+        finished."""
         k, least = len(self.factors), min_grid(n_trials)
         fits = self.fitting_fraction(n_trials - least)
         refusal = self._refusal(n_trials, least, fits)
         if refusal is not None:
             raise refusal
+        half = self.fitting_fraction(n_trials // PHASE1_SHARE) if self.refine and self.auto else None
         if self.auto:
-            self.use_fraction(fits)
+            self.use_fraction(fits if half is None else half)
         self.room, self._cache, self._explained = n_trials - self.n_phase1, None, None
+        whole = self.largest_grid() <= self.room
+        self.grid_room = self.room if whole or not self.refine else min(self.room, least)
+        left = self.room - min(self.grid_room, self.largest_grid())
+        self.use_inset(INSET if self.refine and left > 0 else 0.0)
         notes = []
-        if self.auto and self.fraction:
+        if self.auto and self.fraction and half is not None:
+            notes.append(f"{label(k, 0)} ({self.phase1_size(0)} runs) does not fit in half of n_trials={n_trials}: "
+                         f"running {label(k, self.fraction)} ({self.n_phase1} runs), {self.room} left after it")
+        elif self.auto and self.fraction:
             notes.append(f"{label(k, 0)} ({self.phase1_size(0)} runs) and a grid of at least {least} do not fit "
                          f"n_trials={n_trials}: running {label(k, self.fraction)} ({self.n_phase1} runs), "
                          f"{self.room} left for the grid")
         if self.room == 0:
             notes.append(f"n_trials={n_trials} leaves no trial for the grid after phase 1's {self.n_phase1} runs: the "
                          f"study ends with the design's effects")
-        elif self.largest_grid() > self.room:
-            notes.append(f"the grid can reach {self.largest_grid()} points and gets {self.room} trials: if it is "
+        elif not whole:
+            notes.append(f"the grid can reach {self.largest_grid()} points and gets {self.grid_room} trials: if it is "
                          f"larger, the least significant factors get fewer values")
+        if self.refine and left > 0:
+            notes.append(f"at least {left} trials after the grid go to refinement rounds around the best trial, and "
+                         f"the levels sit at the quarter points of the ranges, not at the bounds")
         return "; ".join(notes) or None
 
     def _refusal(self, n_trials: int, least: int, fits: int | None) -> ConfigError | None:
@@ -137,10 +178,36 @@ class FactorialGrid(Design, Strategy):
             if analysis is None:  # phase 1 still running: the driver waits and asks again
                 break
             point = number - self.n_phase1
-            if point >= len(analysis.grid):
+            if point < len(analysis.grid):
+                proposals.append(Proposal(dict(analysis.grid[point]), {"phase": "grid", "run": str(point)}))
+                continue
+            if not self.refining:
                 return Decision(proposals, finished=True)
-            proposals.append(Proposal(dict(analysis.grid[point]), {"phase": "grid", "run": str(point)}))
+            rounds = self.rounds(history, analysis)
+            if rounds is None:  # a grid trial still running
+                break
+            found = next(((r, number - r.start) for r in rounds.rounds if 0 <= number - r.start < len(r.points)), None)
+            if found is None:
+                if rounds.stopped:  # budget spent or converged
+                    return Decision(proposals, finished=True)
+                break  # the round under way has to finish before the next one is known
+            current, j = found
+            proposals.append(Proposal(dict(current.points[j]),
+                                      {"phase": "refine", "round": str(current.index), "run": str(j)}))
         return Decision(proposals)
+
+    def rounds(self, history: Sequence[Trial], analysis: Analysis) -> Search | None:
+        """The refinement rounds replayed from the history, or None while a grid trial is missing or running."""
+        by_number = {t.number: t for t in history}
+        start = self.n_phase1 + len(analysis.grid)
+        if any(n not in by_number or not by_number[n].finished for n in range(start)):
+            return None
+        effects = analysis.effects.set_index("term")
+        p, size = effects["p"].fillna(1.0), effects["effect"].abs().fillna(0.0)
+        names = [f.name for f in self.factors]
+        order = sorted(range(len(names)), key=lambda i: (p[names[i]], -size[names[i]], i))
+        return search(self.factors, order, self.narrowing, by_number, start, self.n_phase1 + self.room,
+                      self.direction)
 
     def analysis(self, history: Sequence[Trial]) -> Analysis | None:
         """The fit and the grid, or None while a phase-1 trial is missing or still running."""
@@ -154,7 +221,7 @@ class FactorialGrid(Design, Strategy):
                                   f"chose it for another n_trials: resume with the study's n_trials, or set "
                                   f"strategy.fraction to the design it ran")
             self._cache = (key, analyse(self, phase1, order=self.order, alpha=self.alpha, failed_rule=self.failed,
-                                        direction=self.direction, narrowing=self.narrowing, room=self.room))
+                                        direction=self.direction, narrowing=self.narrowing, room=self.grid_room))
         return self._cache[1]
 
     def artifacts(self, history: Sequence[Trial]) -> dict[str, str | bytes]:
@@ -173,6 +240,9 @@ class FactorialGrid(Design, Strategy):
             files["grid/results.csv"] = results.to_csv(index=False)
             files["grid/results.md"] = tables.markdown(results) + "\n"
             files["grid/best.md"] = tables.best(analysis, grid_trials, self.n_phase1, self.direction)
+        rounds = self.rounds(history, analysis) if self.refining else None
+        if rounds is not None and (rounds.rounds or rounds.stopped):
+            files["refine/rounds.md"] = tables.rounds(rounds, by_number, self.direction)
         return files
 
     def _phase1_files(self, analysis: Analysis, by_number: dict[int, Trial]) -> dict[str, str | bytes]:

@@ -14,6 +14,7 @@ from src.strategies.factorial.design import Design, factors_of, roman
 from src.trial import Direction, Trial
 
 if TYPE_CHECKING:
+    from src.strategies.factorial.refine import Search
     from src.strategies.factorial.strategy import FactorialGrid
 
 
@@ -105,10 +106,11 @@ def grid_line(strategy: FactorialGrid, analysis: Analysis) -> str:
         return line + f" (n_trials leaves no trial after phase 1; the narrowed values make {full})"
     if full > len(analysis.grid):
         shrunk = [row.factor for row in analysis.narrowed.itertuples() if row.dropped]
-        return line + (f", shrunk from {full} to fit the {strategy.room} trials n_trials leaves after phase 1: the "
+        return line + (f", shrunk from {full} to fit the {strategy.grid_room} trials n_trials leaves it: the "
                        f"least significant factors gave up the values farthest from their better level "
                        f"({', '.join(shrunk)}; see dropped)")
-    return line + f" (upper bound {strategy.max_trials() - strategy.n_phase1})"
+    most = strategy.largest_grid()
+    return line + f" (upper bound {most if strategy.grid_room is None else min(most, strategy.grid_room)})"
 
 
 def aliases(design: Design, analysis: Analysis) -> str:
@@ -139,4 +141,22 @@ def best(analysis: Analysis, grid_trials: Sequence[Trial], n_phase1: int, direct
         lines += [f"| {name} | {value} |" for name, value in winner.params.items()]
     run, value = analysis.best
     lines += ["", f"Best phase-1 run for comparison: trial {run.number}, objective {value:.6g}."]
+    return "\n".join(lines) + "\n"
+
+
+def rounds(search: Search, by_number: Mapping[int, Trial], direction: Direction) -> str:
+    """One row per refinement round: its trials, centre, steps and the best value once it finished."""
+    rows = []
+    for r in search.rounds:
+        done = [by_number[n] for n in range(r.start, r.start + len(r.points)) if n in by_number]
+        values = [float(t.value) for t in done if measured(t)]
+        best = min([r.value, *values], key=direction.loss)
+        rows.append({"round": r.index, "trials": f"{r.start}-{r.start + len(r.points) - 1}",
+                     "centre": ", ".join(f"{k}={v}" for k, v in r.centre.items()), "centre value": r.value,
+                     "steps": ", ".join(f"{s:.3g}" for s in r.steps), "finished": len(done), "best": best,
+                     "moved": best != r.value})
+    lines = ["# Refinement rounds (compass search around the best trial; steps in each dimension's scale)", "",
+             markdown(pd.DataFrame(rows)), ""]
+    if search.stopped:
+        lines.append(f"Stopped: {search.stopped}.")
     return "\n".join(lines) + "\n"
