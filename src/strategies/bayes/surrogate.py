@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import stats
 from scipy.linalg import cho_solve, cholesky, solve_triangular
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -22,7 +22,6 @@ warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\
 
 GP_RESTARTS = 1  # extra random starts of the marginal-likelihood fit
 JITTER = 1e-10  # scikit-learn's default alpha, kept so the surrogate matches its fit
-LOG_EI_VARIANCE = 1e-12  # added to the predictive variance (standardised) so log EI is finite at observed points
 
 
 @dataclass(frozen=True)
@@ -91,39 +90,6 @@ def expected_improvement(predictive: Predictive, best: float, xi: float) -> np.n
     return np.where(positive, np.maximum(ei, 0.0), 0.0)
 
 
-def log_expected_improvement(predictive: Predictive, best: float, xi: float) -> np.ndarray:
-    """log EI, computed without underflow: where EI is below 1e-300, plain EI is 0 and has no slope to climb.
-
-    The variance gets LOG_EI_VARIANCE so that log EI is finite everywhere (at an observed point of a noise-free fit
-    too); the ranking of points with EI well above 0 is the same as plain EI's.
-    """
-    improvement = best - xi - predictive.loc
-    scale = np.sqrt(predictive.scale**2 + LOG_EI_VARIANCE)
-    z = improvement / scale
-    log_h = _log_gaussian_h(z)
-    if not math.isinf(predictive.dof):
-        nu = predictive.dof
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            ratio = np.exp(stats.t.logcdf(z, nu) - stats.t.logpdf(z, nu))  # T_nu(z) / t_nu(z)
-            bracket = (nu + z**2) / (nu - 1) + z * ratio
-            log_t = stats.t.logpdf(z, nu) + np.log(bracket)
-        # The t's tails are polynomial, so only a near-Gaussian t (large nu) underflows: fall back to the Gaussian.
-        log_h = np.where(np.isfinite(log_t), log_t, log_h)
-    return np.log(scale) + log_h
-
-
-def _log_gaussian_h(z: np.ndarray) -> np.ndarray:
-    """log(z Phi(z) + phi(z)); below z = -1 as log phi(z) + log(1 + z Phi(z) / phi(z)) with the Mills ratio from
-    erfcx, which neither underflows nor cancels catastrophically (1 + z Phi / phi -> 1 / z^2 far out)."""
-    z = np.asarray(z, dtype=float)
-    near = np.maximum(z, -1.0)
-    direct = np.log(near * stats.norm.cdf(near) + stats.norm.pdf(near))
-    far = np.minimum(z, -1.0)
-    mills = 1.0 + far * math.sqrt(math.pi / 2) * special.erfcx(-far / math.sqrt(2))
-    tail = stats.norm.logpdf(far) + np.where(far > -1e4, np.log(np.maximum(mills, 1e-300)), -2 * np.log(-far))
-    return np.where(z > -1.0, direct, tail)
-
-
 @dataclass(frozen=True)
 class Model:
     """A conditioned surrogate with the standardisation of the losses it was built on."""
@@ -136,9 +102,6 @@ class Model:
 
     def ei(self, predictive: Predictive) -> np.ndarray:
         return expected_improvement(predictive, self.best, self.xi)
-
-    def log_ei(self, predictive: Predictive) -> np.ndarray:
-        return log_expected_improvement(predictive, self.best, self.xi)
 
     def objective(self, standardised: np.ndarray, sign: float) -> np.ndarray:
         """Standardised losses back in the objective's units (``sign`` -1 for a maximised objective)."""
@@ -158,7 +121,7 @@ def fit_model(inputs: np.ndarray, losses: Sequence[float], pending: Sequence[np.
     kernel = (ConstantKernel(1.0, (1e-2, 1e2))
               * Matern(np.full(inputs.shape[1], 0.3), (1e-2, 1e1), nu=2.5)
               + WhiteKernel(1e-2, (1e-6, 1e0)))
-    gp = GaussianProcessRegressor(kernel, alpha=JITTER, optimizer=_map_fit, n_restarts_optimizer=GP_RESTARTS,
+    gp = GaussianProcessRegressor(kernel, alpha=JITTER, n_restarts_optimizer=GP_RESTARTS,
                                   random_state=int(rng.integers(2**31 - 1)))
     fit = _subset(targets, max_fit_points, rng)
     gp.fit(inputs[fit], targets[fit])
@@ -166,27 +129,6 @@ def fit_model(inputs: np.ndarray, losses: Sequence[float], pending: Sequence[np.
     kept = _subset(targets, max_condition_points, rng)
     lies = np.concatenate([targets[kept], np.full(len(pending), best)])
     return Model(Surrogate(gp.kernel_, np.vstack([inputs[kept], *pending]), lies), best, xi / sd, mean, sd)
-
-
-def _map_fit(negative_lml: Callable[..., tuple[float, np.ndarray]], theta: np.ndarray,
-             bounds: np.ndarray) -> tuple[np.ndarray, float]:
-    """scikit-learn's optimizer hook: L-BFGS-B on the negative log posterior of the kernel's hyperparameters.
-
-    theta = log(c, l_1..l_D, w). The priors are Optuna GPSampler's: Gamma(2, 1) on the amplitude c,
-    Gamma(1.1, 30) on the noise w, and log p(l) = -0.1 (l^2 + 1 / l^2) on each length scale. With few
-    observations the likelihood alone is flat or runs to a bound (a length scale at 10 makes a column irrelevant,
-    a large w explains every bump as noise); the priors keep them near what a unit-cube, standardised problem
-    usually has, and the box bounds stay as a guard.
-    """
-    def objective(point: np.ndarray) -> tuple[float, np.ndarray]:
-        value, slope = negative_lml(point, eval_gradient=True)
-        amplitude, scales, noise = np.exp(point[0]), np.exp(2 * point[1:-1]), np.exp(point[-1])
-        penalty = (amplitude - point[0]) + 0.1 * np.sum(scales + 1 / scales) + (30 * noise - 0.1 * point[-1])
-        prior_slope = np.concatenate([[amplitude - 1], 0.2 * (scales - 1 / scales), [30 * noise - 0.1]])
-        return value + penalty, slope + prior_slope
-
-    result = optimize.minimize(objective, theta, jac=True, method="L-BFGS-B", bounds=bounds)
-    return result.x, float(result.fun)
 
 
 def _subset(targets: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
