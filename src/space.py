@@ -51,10 +51,11 @@ class Int:
 
     def sample(self, rng: np.random.Generator) -> int:
         if self.log:
-            return self._snap(math.floor(_log_uniform(rng, self.low, self.high + 1)))
-        return self._snap(int(rng.integers(self.low, self.high + 1)))
+            return self.snap(math.floor(_log_uniform(rng, self.low, self.high + 1)))
+        return self.snap(int(rng.integers(self.low, self.high + 1)))
 
-    def _snap(self, value: int) -> int:
+    def snap(self, value: int) -> int:
+        """The value on the step grid at or below ``value`` (for a sampler that cannot step, e.g. Optuna's log ints)."""
         return min(self.high, self.low + (value - self.low) // self.step * self.step)
 
     def grid(self, points: int) -> list[int]:
@@ -62,7 +63,7 @@ class Int:
         if len(every) <= points:
             return every
         spaced = np.geomspace(self.low, self.high, points) if self.log else np.linspace(self.low, self.high, points)
-        return sorted({self._snap(int(round(v))) for v in spaced})
+        return sorted({self.snap(int(round(v))) for v in spaced})
 
     def parse(self, text: str) -> int:
         return int(text)

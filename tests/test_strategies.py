@@ -56,3 +56,40 @@ def test_unknown_strategy_or_option_names_the_key():
         make_strategy("grid", SPACE, 0, Direction.MINIMIZE, {"pionts": 3})
     with pytest.raises(ConfigError, match="strategy.points"):
         make_strategy("grid", SPACE, 0, Direction.MINIMIZE, {"points": 0})
+
+
+NUMERIC = SearchSpace.from_config({
+    "x": {"type": "float", "low": -2.0, "high": 3.0},
+    "lr": {"type": "log_float", "low": 1e-4, "high": 0.1},
+    "layers": {"type": "int", "low": 0, "high": 3},
+    "units": {"type": "int", "low": 8, "high": 256, "step": 8, "log": True},
+})
+CONDITIONS = SearchSpace.from_config({f"h{k}": {"type": "choice", "values": [1, 2, 3]} for k in range(3)})
+
+
+def bowl(params, number):
+    """An interior optimum, so strategies that narrow or step would leave the space if they could."""
+    x = params.get("x", 0.0)
+    return (x - 0.7) ** 2 + (params.get("layers", 2) - 2.5) ** 2 + sum(float(v) for v in params.values()
+                                                                     if isinstance(v, int) and v < 4)
+
+
+@pytest.mark.parametrize("name", ["random", "grid", "gp_bo", "gamma_bo", "optuna_tpe", "factorial_grid",
+                                  "t_sampling"])
+def test_every_strategy_keeps_its_budget_and_the_declared_space(name):
+    from tests.in_memory import drive
+
+    space = CONDITIONS if name == "t_sampling" else NUMERIC
+    budget = 40
+    strategy = make_strategy(name, space, 3, Direction.MINIMIZE)
+    strategy.fit_budget(budget)
+    most = strategy.max_trials()
+    if name in ("factorial_grid", "t_sampling"):  # they plan by the budget: the plan itself must fit it
+        assert most is not None and most <= budget
+    history = drive(strategy, bowl, budget=budget)
+    if name != "t_sampling":  # t-sampling may reach its decision early, having pruned combinations
+        assert len(history) == budget or (most is not None and len(history) == most), (
+            f"{name} stopped at {len(history)} of {budget} trials without its own limit saying so")
+    for trial in history:
+        for key, value in trial.params.items():
+            assert space[key].contains(value), f"{name} proposed {key}={value!r} outside {space[key]}"

@@ -31,6 +31,7 @@ def distribution(dim: Dimension) -> BaseDistribution:
     if isinstance(dim, Choice):
         return CategoricalDistribution(dim.values)
     if isinstance(dim, Int):
+        # Optuna's log ints take no step: drawn on every integer, then snapped onto the step grid in propose
         return IntDistribution(dim.low, dim.high, step=1 if dim.log else dim.step, log=dim.log)
     return FloatDistribution(dim.low, dim.high, log=isinstance(dim, LogFloat))
 
@@ -58,7 +59,8 @@ class OptunaTPE(Strategy):
             study = optuna.create_study(direction=self.direction.value, sampler=sampler)
             study.add_trials(known)
             asked = study.ask(self.distributions)
-            params = {name: asked.params[name] for name in self.space}
+            params = {name: dim.snap(asked.params[name]) if isinstance(dim, Int) else asked.params[name]
+                      for name, dim in self.space.items()}
             proposals.append(Proposal(params))
             known.append(self._frozen(Trial(number, params, TrialState.RUNNING)))
         return Decision(proposals)
