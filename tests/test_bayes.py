@@ -20,11 +20,11 @@ from src.strategies.bayes import (
     GaussianProcessBO,
     Predictive,
     Surrogate,
-    _subset,
     expected_improvement,
     gaussian_predictive,
     student_t_predictive,
 )
+from src.strategies.bayes.surrogate import _subset
 from src.trial import Direction, Proposal, Trial, TrialState
 from tests.conftest import ROOT
 from tests.in_memory import drive

@@ -114,11 +114,10 @@ from src.strategies.bayes.strategy import GammaBO, GaussianProcessBO
 from src.strategies.bayes.surrogate import (
     Predictive,
     Surrogate,
-    _subset,
     expected_improvement,
     gaussian_predictive,
     student_t_predictive,
 )
 
-__all__ = ["GammaBO", "GaussianProcessBO", "Predictive", "Surrogate", "_subset", "expected_improvement",
+__all__ = ["GammaBO", "GaussianProcessBO", "Predictive", "Surrogate", "expected_improvement",
            "gaussian_predictive", "student_t_predictive"]

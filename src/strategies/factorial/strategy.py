@@ -166,6 +166,7 @@ class FactorialGrid(Design, Strategy):
 
     def propose(self, history: Sequence[Trial], numbers: Sequence[int]) -> Decision:
         proposals: list[Proposal] = []
+        rounds: Search | None = None  # replayed once per call, for every number of a batch that needs it
         for number in numbers:
             if number < self.n_phase1:
                 run = self.runs[number]
@@ -183,7 +184,7 @@ class FactorialGrid(Design, Strategy):
                 continue
             if not self.refining:
                 return Decision(proposals, finished=True)
-            rounds = self.rounds(history, analysis)
+            rounds = rounds or self.rounds(history, analysis)
             if rounds is None:  # a grid trial still running
                 break
             found = next(((r, number - r.start) for r in rounds.rounds if 0 <= number - r.start < len(r.points)), None)
