@@ -135,7 +135,7 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None) -> Tria
     """
     from src.tracking import TrialRecorder
 
-    recorder = TrialRecorder(job.sink, job.run_id, curve_metric=job.metric)
+    recorder = TrialRecorder(job.sink, job.run_id, job.proposal.params, curve_metric=job.metric)
 
     def report(epoch: int, metrics: Mapping[str, float]) -> None:
         recorder.report(epoch, metrics)

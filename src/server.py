@@ -27,39 +27,69 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from src.resolvers import PROJECT_ROOT
+
 DEFAULT_BACKEND = "sqlite:///mlflow-server.db"
+APP = "src.tracking.server_app:create_app"
+SERVED_ARTIFACTS = "mlflow-artifacts:/"  # runs' artifact root: proxied by the server to its artifacts folder
 JOBS_SWITCH = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 DEBIAN_POSTGRES = Path("/usr/lib/postgresql")  # Debian keeps the server binaries here, one folder per version
 POSTGRES_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 Owner = tuple[int, int]  # uid, gid
 
 
-def command(backend: str, host: str, port: int, artifacts: str, workers: int = 1) -> list[str]:
-    """The ``mlflow server`` command line this module runs."""
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--host", host,
-            "--port", str(port), "--artifacts-destination", artifacts, "--workers", str(workers)]
+def command(backend: str, host: str, port: int, artifacts: str, workers: int = 1, plain: bool = False) -> list[str]:
+    """The server's command line: uvicorn serving the project's app (MLflow's, plus the one-request trial
+    routes of ``src.tracking.server_app``), or if ``plain`` (as with MLflow's job runner, which only MLflow's
+    launcher starts) ``mlflow server``, on which trials take MLflow's REST calls, a request per write."""
+    if plain:
+        return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--host", host,
+                "--port", str(port), "--artifacts-destination", artifacts, "--workers", str(workers)]
+    return [sys.executable, "-m", "uvicorn", "--factory", APP, "--host", host, "--port", str(port),
+            "--workers", str(workers), "--log-level", "warning"]
 
 
 def prepare(backend: str) -> None:
     """Check the backend, and make a new SQLite store the project's way (whole, in WAL mode: commits that
-    append to the log rather than rewrite pages) before the server opens it."""
+    append to the log rather than rewrite pages) before the server opens it; other databases get MLflow's
+    tables here, before the server's workers start."""
     from src.tracking.store import connect
 
     connect(backend)
+    if not backend.startswith("sqlite"):
+        from mlflow.server.handlers import initialize_backend_stores
+
+        initialize_backend_stores(backend, backend, SERVED_ARTIFACTS)
 
 
-def server_env(jobs: bool = False) -> dict[str, str]:
-    """The server's environment: without MLflow's job runner unless ``jobs`` (or the caller's environment
-    says so). The runner serves GenAI features (evaluation jobs, trace roll-ups) a tuning study does not
-    use, with eight processes that poll all the time: on 2 cores every request then took 25-80 ms instead
-    of 2 ms (``/health``, measured with curl)."""
+def server_env(backend: str, artifacts: str, jobs: bool = False) -> dict[str, str]:
+    """The server's environment: where its runs and artifacts go (what ``mlflow server`` passes its workers),
+    and no MLflow job runner unless ``jobs`` (or the caller's environment says so). The runner serves GenAI
+    features (evaluation jobs, trace roll-ups) a tuning study does not use, with eight processes that poll
+    all the time: on 2 cores every request then took 25-80 ms instead of 2 ms (``/health``, with curl)."""
+    from mlflow.server import (
+        ARTIFACT_ROOT_ENV_VAR,
+        ARTIFACTS_DESTINATION_ENV_VAR,
+        BACKEND_STORE_URI_ENV_VAR,
+        REGISTRY_STORE_URI_ENV_VAR,
+        SERVE_ARTIFACTS_ENV_VAR,
+    )
+
     env = dict(os.environ)
     env.setdefault(JOBS_SWITCH, "true" if jobs else "false")
+    env |= {BACKEND_STORE_URI_ENV_VAR: backend, REGISTRY_STORE_URI_ENV_VAR: backend,
+            ARTIFACT_ROOT_ENV_VAR: SERVED_ARTIFACTS, SERVE_ARTIFACTS_ENV_VAR: "true",
+            ARTIFACTS_DESTINATION_ENV_VAR: artifacts, "_MLFLOW_SGI_NAME": "uvicorn",
+            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])])}
     return env
+
+
+def jobs_wanted(env: Mapping[str, str]) -> bool:
+    return env.get(JOBS_SWITCH, "").lower() in ("true", "1")
 
 
 def free_port() -> int:
@@ -84,14 +114,17 @@ def wait_until_up(uri: str, process: subprocess.Popen, timeout_s: float = 90) ->
 
 
 @contextmanager
-def local_server(folder: Path, port: int | None = None, backend: str | None = None) -> Iterator[str]:
+def local_server(folder: Path, port: int | None = None, backend: str | None = None, plain: bool = False
+                 ) -> Iterator[str]:
     """A throwaway server on 127.0.0.1 with its artifacts (and, unless ``backend`` says otherwise, its SQLite
-    store) in ``folder``; yields its URI."""
+    store) in ``folder``; yields its URI. ``plain``: MLflow's server, without the project's trial routes."""
     port = port or free_port()
     backend = backend or f"sqlite:///{folder / 'server.db'}"
     prepare(backend)
-    process = subprocess.Popen(command(backend, "127.0.0.1", port, str(folder / "artifacts")),
-                               cwd=folder, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    artifacts = str(folder / "artifacts")
+    env = server_env(backend, artifacts)
+    line = command(backend, "127.0.0.1", port, artifacts, plain=plain or jobs_wanted(env))
+    process = subprocess.Popen(line, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(uri, process)
@@ -207,10 +240,12 @@ def main() -> None:
             args.backend = stack.enter_context(local_postgres(folder))
             artifacts = folder / "artifacts"
         prepare(args.backend)
-        line = command(args.backend, args.host, args.port, str(Path(args.artifacts or artifacts).resolve()),
-                       args.workers)
-        print(f"tracking URI: http://{args.host}:{args.port}   ({' '.join(line[1:])})", flush=True)
-        code = subprocess.call(line, env=server_env(args.jobs))
+        folder = str(Path(args.artifacts or artifacts).resolve())
+        env = server_env(args.backend, folder, args.jobs)
+        line = command(args.backend, args.host, args.port, folder, args.workers, jobs_wanted(env))
+        print(f"tracking URI: http://{args.host}:{args.port}   (runs in {args.backend}; {' '.join(line[1:])})",
+              flush=True)
+        code = subprocess.call(line, env=env)
     sys.exit(code)
 
 

@@ -48,9 +48,11 @@ def test_a_survivor_finishes_what_its_killed_sibling_was_running(shared_store, s
 
     def victim_mid_trial() -> bool:
         kids = [r for r in trial_runs(shared_store) if r.data.tags.get("pid") == str(victim.pid)]
-        # claimed: a run that lost its claim to the survivor is RUNNING for a moment too, then deleted
+        # claimed (on the ledger): a run that lost its claim to the survivor is RUNNING for a moment too
+        claims = {run_id for ledger in runs(shared_store, "tags.`hpo.role` = 'claims'")
+                  for run_id in ledger.data.params.values()}
         return any(r.info.status == "FINISHED" for r in kids) and any(
-            r.info.status == "RUNNING" and r.data.tags.get("claimed") == "true" for r in kids)
+            r.info.status == "RUNNING" and r.info.run_id in claims for r in kids)
 
     wait_for(victim_mid_trial, "the victim to be mid-trial")
     kill(victim)

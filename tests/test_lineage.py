@@ -109,7 +109,7 @@ def test_system_metrics_are_logged_on_a_trials_run(store, study_name):
     optimize(lambda p: p["x"], space, n_trials=1, study=study_name, tracking_uri=store, progress=False)
     record = Tracker(store).load_study("hpo", study_name, SearchSpace.from_config(space), Direction.MINIMIZE)
     record.history()
-    recorder = TrialRecorder(record.sink, record.start_trial(1, Proposal({"x": 0.5}), "cpu"))
+    recorder = TrialRecorder(record.sink, record.start_trial(1, Proposal({"x": 0.5}), "cpu"), {"x": 0.5})
     with recorder.system_metrics(True, interval_s=0.5):
         time.sleep(2.0)
     metrics = MlflowClient(store).get_run(recorder.run_id).data.metrics

@@ -1,11 +1,14 @@
 """Tracking details a user relies on: the server path, incremental reads, dead-process detection."""
 
+import collections
+import json
 import subprocess
 import sys
 import time
 import urllib.request
 
 import psutil
+import pytest
 from mlflow.tracking import MlflowClient
 
 from src import optimize, server
@@ -40,6 +43,7 @@ def test_history_reads_only_what_changed(store, study_name, monkeypatch):
     assert len(record.history()) == 30
     assert read == []
     optimize(square, SPACE, n_trials=31, study=study_name, tracking_uri=store, progress=False)
+    read.clear()  # the study's own reads (a process shares one client per store)
     history = record.history()
     assert [t.number for t in history] == list(range(31))
     assert {r.data.tags["trial"] for r in read} == {"30"}
@@ -59,6 +63,8 @@ def test_running_trials_of_dead_processes_are_marked_interrupted(store, study_na
     states = {t.number: t.state for t in record.history()}
     assert states == {0: TrialState.COMPLETE, 1: TrialState.RUNNING}  # the orphan is out of the history
     assert record.retry_proposal(2) == Proposal({"x": 0.25})  # and its retry runs what it ran
+    dead = MlflowClient(store).get_run(orphan).data  # it died before its first write: settling it wrote them
+    assert dead.params == {"x": "0.25"} and dead.tags["claimed"] == "true"
 
 
 def test_trials_of_another_host_are_dead_once_their_heartbeat_is_stale(store, study_name):
@@ -76,7 +82,9 @@ def test_trials_of_another_host_are_dead_once_their_heartbeat_is_stale(store, st
     assert client.get_run(fresh).info.status == "RUNNING"
 
 
-def test_one_claim_wins_each_trial_number(store, study_name):
+@pytest.mark.parametrize("where", ["store", "tracking_server"])  # the server's claims take its trial routes
+def test_one_claim_wins_each_trial_number(where, study_name, request):
+    store = request.getfixturevalue(where)
     optimize(square, SPACE, n_trials=1, study=study_name, tracking_uri=store, progress=False)
     space = SearchSpace.from_config(SPACE)
     first, second = (Tracker(store).load_study("hpo", study_name, space, Direction.MINIMIZE) for _ in range(2))
@@ -86,7 +94,25 @@ def test_one_claim_wins_each_trial_number(store, study_name):
     assert second.start_trial(1, Proposal({"x": 0.75}), "cpu") is None  # the loser deletes its run
     assert 1 in second.taken()
     kids = [r for r in children(store, first.run_id) if r.data.tags["trial"] == "1"]
-    assert len(kids) == 1 and kids[0].data.params == {"x": "0.5"}
+    assert len(kids) == 1 and kids[0].data.tags["proposed"] == '{"x": "0.5"}'
+
+
+def test_a_running_trial_of_another_process_is_taken_before_its_first_write(store, study_name):
+    optimize(square, SPACE, n_trials=1, study=study_name, tracking_uri=store, progress=False)
+    space = SearchSpace.from_config(SPACE)
+    first, second = (Tracker(store).load_study("hpo", study_name, space, Direction.MINIMIZE) for _ in range(2))
+    first.history()
+    run_id = first.start_trial(1, Proposal({"x": 0.5}), "cpu")
+    run = MlflowClient(store).get_run(run_id)
+    assert run.data.params == {} and "claimed" not in run.data.tags  # two writes so far: created, claimed
+    running = [t for t in second.history() if t.number == 1]  # the ledger says who holds it
+    assert [(t.state, t.params, t.run_id) for t in running] == [(TrialState.RUNNING, {"x": 0.5}, run_id)]
+    assert 1 in second.taken()
+    recorder = TrialRecorder(first.sink, run_id, {"x": 0.5}, flush_s=0)
+    recorder.report(1, {"val_loss": 0.5})  # its first write: the params and the claimed tag come with it
+    run = MlflowClient(store).get_run(run_id)
+    assert run.data.params == {"x": "0.5"} and run.data.tags["claimed"] == "true"
+    assert run.data.metrics["val_loss"] == 0.5
 
 
 def test_a_study_tracks_to_an_http_tracking_server(tracking_server, study_name):
@@ -98,16 +124,47 @@ def test_a_study_tracks_to_an_http_tracking_server(tracking_server, study_name):
     assert artifacts == ["config.yaml"]
 
 
+def test_the_project_s_server_takes_one_request_for_a_trial_s_start_and_one_for_its_end(tracking_server, study_name,
+                                                                                        monkeypatch):
+    from mlflow.utils import rest_utils
+
+    requests = collections.Counter()
+    send = rest_utils.http_request
+
+    def counted(host_creds, endpoint, *args, **kwargs):
+        requests[endpoint] += 1
+        return send(host_creds, endpoint, *args, **kwargs)
+
+    monkeypatch.setattr(rest_utils, "http_request", counted)
+
+    def epochs(params, trial):
+        for epoch in (1, 2):
+            trial.report(epoch, {"val_loss": params["x"] / epoch})
+        return params["x"] ** 2
+
+    result = optimize(epochs, SPACE, n_trials=5, study=study_name, tracking_uri=tracking_server, progress=False)
+    assert requests["/api/hpo/1/trials/start"] == requests["/api/hpo/1/trials/end"] == 5
+    assert requests["/api/2.0/mlflow/runs/create"] == 2  # the parent and its claim ledger; trials took the routes
+    kids = children(tracking_server, result.parent_run_id)
+    assert sorted(r.data.tags["trial"] for r in kids) == ["0", "1", "2", "3", "4"]
+    for run in kids:
+        assert run.info.status == "FINISHED" and run.info.end_time and run.data.tags["claimed"] == "true"
+        x = float(run.data.params["x"])
+        assert run.data.metrics["objective"] == pytest.approx(x**2)
+        assert run.data.metrics["val_loss"] == pytest.approx(x / 2)
+        assert json.loads(run.data.tags["proposed"]) == run.data.params
+
+
 def test_the_project_s_server_runs_without_mlflow_s_job_runner_unless_asked(tmp_path, monkeypatch):
     """The runner's polling processes slowed every request ten-fold on a small machine."""
     monkeypatch.delenv(server.JOBS_SWITCH, raising=False)
-    assert server.server_env()[server.JOBS_SWITCH] == "false"
-    assert server.server_env(jobs=True)[server.JOBS_SWITCH] == "true"
+    assert server.server_env("sqlite:///x.db", "art")[server.JOBS_SWITCH] == "false"
+    assert server.server_env("sqlite:///x.db", "art", jobs=True)[server.JOBS_SWITCH] == "true"
     with server.local_server(tmp_path) as uri:
         assert urllib.request.urlopen(f"{uri}/health", timeout=5).status == 200
         assert not [p for p in psutil.Process().children(recursive=True) if "huey" in " ".join(p.cmdline())]
     monkeypatch.setenv(server.JOBS_SWITCH, "true")  # the user's own setting wins
-    assert server.server_env()[server.JOBS_SWITCH] == "true"
+    assert server.server_env("sqlite:///x.db", "art")[server.JOBS_SWITCH] == "true"
 
 
 def test_epoch_metrics_are_buffered_then_written_on_time_and_at_the_end(store, study_name):
@@ -115,12 +172,36 @@ def test_epoch_metrics_are_buffered_then_written_on_time_and_at_the_end(store, s
     record = Tracker(store).load_study("hpo", study_name, SearchSpace.from_config(SPACE), Direction.MINIMIZE)
     record.history()
     client = MlflowClient(store)
-    patient = TrialRecorder(record.sink, record.start_trial(1, Proposal({"x": 0.5}), "cpu"), flush_s=3600)
+    patient = TrialRecorder(record.sink, record.start_trial(1, Proposal({"x": 0.5}), "cpu"), {"x": 0.5}, flush_s=3600)
     for epoch in (1, 2, 3):
         patient.report(epoch, {"val_loss": 1.0 / epoch})
     assert client.get_metric_history(patient.run_id, "val_loss") == []
     patient.complete(0.25, 0.1)
     assert [m.step for m in client.get_metric_history(patient.run_id, "val_loss")] == [1, 2, 3]
-    eager = TrialRecorder(record.sink, record.start_trial(2, Proposal({"x": 0.25}), "cpu"), flush_s=0)
+    eager = TrialRecorder(record.sink, record.start_trial(2, Proposal({"x": 0.25}), "cpu"), {"x": 0.25}, flush_s=0)
     eager.report(1, {"val_loss": 0.5})
     assert [m.value for m in client.get_metric_history(eager.run_id, "val_loss")] == [0.5]
+
+
+def test_batches_keep_within_mlflow_s_limits_and_write_everything_once():
+    from mlflow.entities import Metric, Param, RunTag
+
+    from src.tracking.common import batches
+
+    metrics = [Metric(f"m{k}", 0.0, 0, 0) for k in range(1500)]
+    params, tags = [Param(f"p{k}", "1") for k in range(150)], [RunTag(f"t{k}", "1") for k in range(5)]
+    calls = list(batches(metrics, params, tags))
+    assert all(len(p) <= 100 and len(t) <= 100 and len(m) + len(p) + len(t) <= 1000 for m, p, t in calls)
+    assert [sum(len(call[i]) for call in calls) for i in range(3)] == [1500, 150, 5]
+    assert len(calls) == 2 and list(batches()) == [([], [], [])]  # one call when nothing is left to write
+
+
+def test_parameters_too_long_for_a_tag_are_logged_when_the_trial_starts(store, study_name):
+    space = {"a": {"type": "choice", "values": ["a" * 5000]}, "b": {"type": "choice", "values": ["b" * 5000]}}
+    optimize(lambda p: 1.0, space, n_trials=1, study=study_name, tracking_uri=store, progress=False)
+    record = Tracker(store).load_study("hpo", study_name, SearchSpace.from_config(space), Direction.MINIMIZE)
+    record.history()
+    run_id = record.start_trial(1, Proposal({"a": "a" * 5000, "b": "b" * 5000}), "cpu")
+    run = MlflowClient(store).get_run(run_id)
+    assert "proposed" not in run.data.tags and run.data.params == {"a": "a" * 5000, "b": "b" * 5000}
+    assert {t.number for t in record.history(full=True)} == {0, 1}

@@ -16,13 +16,15 @@ Layout of what is written:
   ``<number>.<attempt>`` name the run that holds each trial attempt (``record.py``).
 - lock: a deleted experiment whose name is derived from the study's, tagged with the parent and
   ledger run ids, so that one parent exists per study (``studies.py``).
-- child: tags ``trial`` (number), ``attempt``, ``claimed``, ``device``, ``host``/``pid``/``pid_start``
+- child: tags ``trial`` (number), ``attempt``, ``proposed`` (its parameters as JSON, from its creation),
+  ``claimed`` (from its first write after the claim), ``device``, ``host``/``pid``/``pid_start``
   (the owning driver), ``record`` (the driver's StudyRecord, which reads back only others' runs),
   ``worker`` (host:pid of the process that ran it), ``heartbeat`` (epoch ms, refreshed while it runs),
   ``strategy.<key>`` (what the strategy attached to its proposal), ``error`` when it failed,
   ``interrupted`` when it died or was stopped (it runs again),
   ``worker_died`` when its worker process died under it (counts towards ``max_retries``),
-  ``retried`` when ``retry_failed`` sent it round again; params = the trial's parameters; metrics
+  ``retried`` when ``retry_failed`` sent it round again; params = the trial's parameters (logged with
+  its first write: the epoch's metrics or its end); metrics
   per epoch (``step`` = epoch), then ``objective`` and ``duration_s``.
   Status: RUNNING, FINISHED, FAILED, KILLED (pruned).
 """

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -26,7 +28,8 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 # Tags of a trial's child run (see the package docstring for the whole layout).
 TRIAL = "trial"  # its number
 ATTEMPT = "attempt"  # which claim of that number it holds (0, 1, ... as earlier attempts died)
-CLAIMED = "claimed"  # "true" once the run won its claim: only claimed runs are trials
+CLAIMED = "claimed"  # "true" once the run won its claim, written with its first write after it (see record.py)
+PROPOSED = "proposed"  # its parameters as JSON, set when it is created: they are logged as params with its first write
 HEARTBEAT = "heartbeat"  # epoch ms, refreshed by the owning driver while the run is RUNNING
 HOST, PID, PID_START = "host", "pid", "pid_start"  # the owning driver, to tell a dead owner on its host
 RECORD = "record"  # which StudyRecord (one per driver) started it: that record need not read it back
@@ -41,9 +44,14 @@ CURVE_TAG = "curve"  # a trial's objective metric per epoch, JSON, so pruners re
 ROLE = "hpo.role"  # "claims" on the study's claim ledger (a child run of the parent that holds no trial)
 IDENTITY = "identity"  # on the parent: a digest of the study-defining config, set when the run is created
 
+# The project's server routes (``server_app``): a trial's start and its end, one request each.
+ROUTES = "/api/hpo/1"
+VERSION_ROUTE, START_ROUTE, END_ROUTE = f"{ROUTES}/version", f"{ROUTES}/trials/start", f"{ROUTES}/trials/end"
+
 PAGE = 1000
-PARAMS_PER_BATCH = 100  # MLflow's limit on params per log_batch call
-METRICS_PER_BATCH = 1000  # and on metrics
+PARAMS_PER_BATCH = 100  # MLflow's limit on params, and on tags, per log_batch call
+ENTITIES_PER_BATCH = 1000  # and on metrics, params and tags together
+TAG_CHARS = 8000  # and on a tag's value
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,29 @@ def pages(client: MlflowClient, experiment_id: str, query: str) -> Iterator[Any]
         token = page.token
         if not token:
             return
+
+
+def batches(metrics: Sequence[Metric] = (), params: Sequence[Param] = (), tags: Sequence[RunTag] = ()
+            ) -> Iterator[tuple[list[Metric], list[Param], list[RunTag]]]:
+    """(metrics, params, tags) of each ``log_batch`` call that writes them all within MLflow's limits: one
+    call in the usual case, and at least one (a call with nothing in it still checks the run is there)."""
+    metrics, params, tags = list(metrics), list(params), list(tags)
+    while True:
+        some_params, params = params[:PARAMS_PER_BATCH], params[PARAMS_PER_BATCH:]
+        some_tags, tags = tags[:PARAMS_PER_BATCH], tags[PARAMS_PER_BATCH:]
+        room = ENTITIES_PER_BATCH - len(some_params) - len(some_tags)
+        some_metrics, metrics = metrics[:room], metrics[room:]
+        yield some_metrics, some_params, some_tags
+        if not (metrics or params or tags):
+            return
+
+
+def proposed_params(tags: Mapping[str, str]) -> dict[str, str]:
+    """A run's parameters as its creator proposed them (``PROPOSED``), before they are logged as params."""
+    try:
+        return json.loads(tags[PROPOSED])
+    except (KeyError, ValueError):
+        return {}
 
 
 def digest(content: str | bytes) -> str:

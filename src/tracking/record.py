@@ -33,24 +33,28 @@ from src.tracking.common import (
     HEARTBEAT,
     INTERRUPTED,
     MODEL,
-    PARAMS_PER_BATCH,
+    PROPOSED,
     RECORD,
     RETRIED,
     STRATEGY_TAG_PREFIX,
+    TAG_CHARS,
     TRIAL,
     WORKER_DIED,
     Owner,
+    batches,
     digest,
     global_tracking_uri,
     heartbeat_ms,
     now_ms,
     pages,
+    proposed_params,
     quote,
     upload,
 )
 from src.tracking.lineage import DataVersion, code_tags
 from src.tracking.store import mlflow_client
 from src.tracking.trial_run import TrialSink
+from src.tracking.writes import TrialWrites
 from src.trial import Direction, Proposal, Trial, TrialState, best_trial
 
 _STATES = {"RUNNING": TrialState.RUNNING, "FINISHED": TrialState.COMPLETE, "FAILED": TrialState.FAILED,
@@ -90,6 +94,7 @@ class StudyRecord:
                  space: SearchSpace, direction: Direction, refresh_margin_ms: int = REFRESH_MARGIN_MS,
                  stale_after_s: float = 60.0):
         self.client = client
+        self.writes = TrialWrites(client)
         self.sink = TrialSink(uri, experiment_id, run_id)
         self.claims_run_id = claims_run_id
         self.space = space
@@ -105,6 +110,8 @@ class StudyRecord:
         self._uploaded: dict[str, str] = {}
         self._owner = Owner.me()
         self._promoted: str | None = None  # the run whose model the alias points at, as far as this record knows
+        self._claims: dict[str, str] = {}  # the ledger as far as read: claim -> the run holding it
+        self._ledger_pass = False  # whether this pass over the runs may read the ledger again (once)
 
     @classmethod
     def of(cls, sink: TrialSink, space: SearchSpace, direction: Direction) -> StudyRecord:
@@ -136,7 +143,7 @@ class StudyRecord:
         started or ended since the previous read, less a margin for runs they committed late: the trials
         this record started it knows already (``start_trial``, ``note``).
         """
-        now = now_ms()
+        now, self._ledger_pass = now_ms(), True
         if full or self._read_at is None:
             self._attempts.clear()
             self._views.clear()
@@ -214,18 +221,20 @@ class StudyRecord:
             self._views.clear()
             return None
         try:
-            params = self.space.parse(run.data.params)
+            params = self.space.parse(run.data.params or proposed_params(tags))
         except (KeyError, ValueError):
-            params = None  # its process died before logging them
+            params = None  # created by an older version that died before logging them
         strategy_tags = {k[len(STRATEGY_TAG_PREFIX):]: v for k, v in tags.items() if k.startswith(STRATEGY_TAG_PREFIX)}
         trial = None if params is None else Trial(
             number=number, params=params, state=_STATES.get(run.info.status, TrialState.FAILED),
             value=run.data.metrics.get("objective"), run_id=run_id, tags=strategy_tags,
             curve={int(epoch): value for epoch, value in json.loads(tags.get(CURVE_TAG, "{}")).items()})
         known = self._attempts.get(number, {}).get(run_id)
+        key = f"{number}.{tags.get(ATTEMPT, 0)}"
         attempt = Attempt(
             run_id, number, int(tags.get(ATTEMPT, 0)), run.info.status,
-            claimed=claimed or tags.get(CLAIMED) == "true" or ATTEMPT not in tags or bool(known and known.claimed),
+            claimed=claimed or tags.get(CLAIMED) == "true" or ATTEMPT not in tags or bool(known and known.claimed)
+            or self._holder(key, read=run.info.status == "RUNNING" and self._ledger_pass) == run_id,
             superseded=tags.get(INTERRUPTED) == "true" or tags.get(RETRIED) == "true",
             trial=trial, proposal=None if params is None else Proposal(params, strategy_tags), error=tags.get(ERROR),
             model=tags.get(MODEL))
@@ -235,30 +244,38 @@ class StudyRecord:
     # -- claiming --------------------------------------------------------------------------------
 
     def start_trial(self, number: int, proposal: Proposal, device: str) -> str | None:
-        """Create trial ``number``'s run and claim the number for it; None if a live run holds it already."""
+        """Create trial ``number``'s run and claim the number for it; None if a live run holds it already.
+
+        Two writes: the run is created with its parameters as a tag (``PROPOSED``; as params after the
+        claim if they are too long for one), and the trial's recorder logs them as params with its first
+        write, which also marks the run claimed.
+        """
         claimed = [a.attempt for a in self._attempts.get(number, {}).values() if a.claimed]
         attempt = max(claimed) + 1 if claimed else 0
+        proposed = json.dumps({k: str(v) for k, v in proposal.params.items()})
         tags = {MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: f"trial-{number:04d}", TRIAL: str(number),
                 ATTEMPT: str(attempt), "device": device, HEARTBEAT: str(now_ms()), RECORD: self._id,
-                **self._owner.tags(), **code_tags(),
+                **({PROPOSED: proposed} if len(proposed) <= TAG_CHARS else {}), **self._owner.tags(), **code_tags(),
                 **{f"{STRATEGY_TAG_PREFIX}{k}": str(v) for k, v in proposal.tags.items()}}
-        run = self.client.create_run(self.sink.experiment_id, run_name=tags[MLFLOW_RUN_NAME], tags=tags)
-        run_id = run.info.run_id
-        while (holder := self._claim(number, attempt, run_id)) != run_id:
+        run_id, holder = self.writes.start(self.sink.experiment_id, tags[MLFLOW_RUN_NAME], tags, self.claims_run_id,
+                                           f"{number}.{attempt}")
+        holder = holder or self._claim(number, attempt, run_id)
+        while holder != run_id:
             if not self._dead(holder):
                 self.client.delete_run(run_id)
                 return None
             attempt += 1
             self.client.set_tag(run_id, ATTEMPT, str(attempt))
-        params = [Param(k, str(v)) for k, v in proposal.params.items()]
-        for start in range(0, max(len(params), 1), PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=params[start : start + PARAMS_PER_BATCH],
-                                  tags=[RunTag(CLAIMED, "true")] if start == 0 else [])
+            holder = self._claim(number, attempt, run_id)
+        if PROPOSED not in tags:  # too long for a tag: logged as params now, a write more
+            for _, some_params, _ in batches(params=[Param(k, str(v)) for k, v in proposal.params.items()]):
+                self.client.log_batch(run_id, params=some_params)
         if self.data is not None:
             self.client.log_inputs(run_id, datasets=self.data.inputs())
         trial = Trial(number, dict(proposal.params), TrialState.RUNNING, run_id=run_id, tags=dict(proposal.tags))
         self._put(Attempt(run_id, number, attempt, "RUNNING", claimed=True, superseded=False, trial=trial,
                           proposal=proposal))
+        self._claims[f"{number}.{attempt}"] = run_id
         return run_id
 
     def _claim(self, number: int, attempt: int, run_id: str) -> str:
@@ -269,13 +286,24 @@ class StudyRecord:
                 self.client.log_param(self.claims_run_id, key, run_id)
                 return run_id
             except MlflowException:
-                holder = self.client.get_run(self.claims_run_id).data.params.get(key)
+                holder = self._holder(key, read=True)
                 if holder is not None:
                     return holder
                 if tries == CLAIM_TRIES:
                     raise
                 time.sleep(0.1 * tries)
         raise AssertionError("unreachable")
+
+    def _holder(self, key: str, read: bool) -> str | None:
+        """The run holding claim ``key`` (``<number>.<attempt>``), as the ledger says.
+
+        Claims never change once logged, so the ledger is read again only when ``read`` and the key is
+        not known yet; a record without a ledger (a worker's reader) knows none.
+        """
+        if key not in self._claims and read and self.claims_run_id:
+            self._claims.update(self.client.get_run(self.claims_run_id).data.params)
+            self._ledger_pass = False
+        return self._claims.get(key)
 
     def _dead(self, run_id: str) -> bool:
         """Whether the run holding a claim is dead (settling it if its owner died)."""
@@ -299,7 +327,7 @@ class StudyRecord:
         On this host an owner is dead when its process is; elsewhere, when its heartbeat is older
         than ``stale_after_s``. Their numbers run again (this does not count towards retries).
         """
-        settled, seen = 0, set()
+        settled, seen, self._ledger_pass = 0, set(), True
         for run in self._children("attributes.status = 'RUNNING'"):
             seen.add(run.info.run_id)
             self._remember(run)
@@ -363,8 +391,15 @@ class StudyRecord:
         self._end(run, tags + ([RunTag(WORKER_DIED, "true")] if worker_died else []))
 
     def _end(self, run: Any, tags: list[RunTag]) -> None:
-        self.client.log_batch(run.info.run_id, tags=tags)
-        self.client.set_terminated(run.info.run_id, "FAILED")
+        """Fail a run for its dead or stopped process: a claimed run gets the params and the ``claimed`` tag
+        its recorder may not have lived to write, so that its number's retry finds what it ran."""
+        known = self._remember(run)
+        if known is not None and known.claimed and run.data.tags.get(CLAIMED) != "true":
+            params = [Param(k, v) for k, v in proposed_params(run.data.tags).items() if k not in run.data.params]
+            tags = [RunTag(CLAIMED, "true"), *tags]
+        else:
+            params = []
+        self.writes.end(run.info.run_id, "FAILED", params=params, tags=tags)
         self._remember(self.client.get_run(run.info.run_id))
 
     # -- the parent's summary ------------------------------------------------------------------

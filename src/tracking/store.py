@@ -53,16 +53,22 @@ def connect(uri: str) -> MlflowClient:
 
 
 def mlflow_client(uri: str) -> MlflowClient:
-    """A client for a store already checked (by this process or the driver that started it)."""
+    """A client for a store already checked (by this process or the driver that started it): one per store
+    and process, since making one costs about half a millisecond and every trial needs one."""
+    return _client(uri, os.getpid())
+
+
+@functools.cache
+def _client(uri: str, _pid: int) -> MlflowClient:
     from mlflow.tracking import MlflowClient
 
-    _listen_for_sqlite()
+    relax_sqlite_syncs()
     return MlflowClient(tracking_uri=uri)
 
 
 @functools.cache
-def _listen_for_sqlite() -> None:
-    """Give every new SQLite connection of this process ``_relax_wal_syncs``, once."""
+def relax_sqlite_syncs() -> None:
+    """Give every new SQLite connection of this process ``_relax_wal_syncs``, once (clients and servers)."""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 

@@ -38,6 +38,7 @@ from src.tracking.common import (
     TRIAL,
     now_ms,
     pages,
+    proposed_params,
     quote,
     upload,
 )
@@ -149,7 +150,7 @@ class Tracker:
                    "objective": run.data.metrics.get("objective"), "duration_s": run.data.metrics.get("duration_s"),
                    "start": run.info.start_time, "end": run.info.end_time, "run_id": run.info.run_id,
                    "interrupted": "true" in (run.data.tags.get(INTERRUPTED), run.data.tags.get(RETRIED))}
-            row |= {f"param.{k}": v for k, v in run.data.params.items()}
+            row |= {f"param.{k}": v for k, v in (run.data.params or proposed_params(run.data.tags)).items()}
             row |= {f"metric.{k}": v for k, v in run.data.metrics.items()}
             row |= {f"tag.{k}": v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
             rows.append(row)

@@ -13,22 +13,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import Metric, Param, RunTag
 
 from src.resolvers import PROJECT_ROOT
 from src.tracking.common import (
+    CLAIMED,
     CURVE_TAG,
     ERROR,
     HEARTBEAT,
     INTERRUPTED,
-    METRICS_PER_BATCH,
     MODEL,
     WORKER,
+    batches,
     global_tracking_uri,
     now_ms,
     upload,
 )
 from src.tracking.store import mlflow_client
+from src.tracking.writes import TrialWrites
 
 MAX_CURVE_CHARS = 5000
 log = logging.getLogger(__name__)
@@ -44,21 +46,27 @@ class TrialSink:
 
 
 class TrialRecorder:
-    """Writes one trial's metrics and ending into its run (which the driver created and claimed).
+    """Writes one trial's params, metrics and ending into its run (which the driver created and claimed).
 
-    Per-epoch metrics are buffered and written at most every ``flush_s`` seconds (and when the
-    trial ends), so a trial of many short epochs costs one call rather than one per epoch, while a
-    long trial's learning curve still shows up as it trains.
+    The driver's part of a trial is two writes (create the run with its parameters as a tag, claim its
+    number); the recorder's first write logs the parameters as MLflow params and marks the run claimed,
+    together with whatever metrics it writes then, so a trial costs the store four writes, not five.
+    Per-epoch metrics are buffered and written at most every ``flush_s`` seconds (and when the trial
+    ends), so a trial of many short epochs costs one call rather than one per epoch, while a long
+    trial's learning curve (and its params, from the first epoch on) still shows up as it trains.
     """
 
-    def __init__(self, sink: TrialSink, run_id: str, flush_s: float = 1.0, curve_metric: str | None = None):
+    def __init__(self, sink: TrialSink, run_id: str, params: Mapping[str, Any], flush_s: float = 1.0,
+                 curve_metric: str | None = None):
         self.client = mlflow_client(sink.uri)
+        self.writes = TrialWrites(self.client)
         self.experiment_id = sink.experiment_id
         self.run_id = run_id
         self.flush_s = flush_s
         self.curve_metric = curve_metric  # its per-epoch values are kept on the run as one tag, for pruners
         self.curve: dict[int, float] = {}
         self._pending: list[Metric] = []
+        self._unlogged: list[Param] | None = [Param(k, str(v)) for k, v in params.items()]  # None once written
         self._flushed = time.monotonic()
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -67,20 +75,21 @@ class TrialRecorder:
         if self.curve_metric in metrics:
             self.curve[epoch] = float(metrics[self.curve_metric])
         if time.monotonic() - self._flushed >= self.flush_s:
-            self._write(metrics=[])
+            for some_metrics, some_params, some_tags in batches(*self._take([], [])):
+                self.client.log_batch(self.run_id, metrics=some_metrics, params=some_params, tags=some_tags)
 
     def _end(self, status: str, metrics: list[Metric], tags: Sequence[RunTag]) -> None:
         """The last write: what is left, and which process ran the trial (its driver created the run)."""
-        self._write(metrics, [*tags, *self._curve_tag(), RunTag(WORKER, f"{socket.gethostname()}:{os.getpid()}")])
-        self.client.set_terminated(self.run_id, status)
+        worker = RunTag(WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        self.writes.end(self.run_id, status, *self._take(metrics, [*tags, *self._curve_tag(), worker]))
 
-    def _write(self, metrics: list[Metric], tags: Sequence[RunTag] = ()) -> None:
-        """One call for the buffered metrics, ``metrics`` and ``tags`` (chunked at MLflow's limit)."""
-        batch, self._pending = [*self._pending, *metrics], []
-        for start in range(0, max(len(batch), 1), METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=batch[start : start + METRICS_PER_BATCH],
-                                  tags=list(tags) if start == 0 else [])
-        self._flushed = time.monotonic()
+    def _take(self, metrics: list[Metric], tags: list[RunTag]) -> tuple[list[Metric], list[Param], list[RunTag]]:
+        """What the next write carries: the buffered metrics, ``metrics`` and ``tags``, and the first time also
+        the params and the claimed tag."""
+        first = [RunTag(CLAIMED, "true")] if self._unlogged is not None else []
+        taken = [*self._pending, *metrics], self._unlogged or [], [*first, *tags]
+        self._pending, self._unlogged, self._flushed = [], None, time.monotonic()
+        return taken
 
     def log_artifacts(self, files: Mapping[str, str | bytes]) -> None:
         upload(self.client, self.run_id, files)
