@@ -13,6 +13,7 @@ Served by ``python -m src.server``: uvicorn runs ``create_app``, MLflow's own ap
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -99,6 +100,7 @@ def _refused(error: MlflowException) -> JSONResponse:
 
 def create_app() -> FastAPI:
     """MLflow's server app (its FastAPI app around its Flask app), with the project's routes tried first."""
+    warnings.filterwarnings("ignore", message="starlette.middleware.wsgi is deprecated")  # MLflow's, each start
     from mlflow.server import app as flask_app
     from mlflow.server.fastapi_app import create_fastapi_app
 
