@@ -41,7 +41,10 @@ class Liveness:
 class _Explainer:
     """Renders the strategy's tables and plots off the critical path, in a background thread: only when
     trials have finished since the last render, at most every ``ARTIFACT_INTERVAL_S`` (or as rarely as
-    keeps a slow render under ``ARTIFACT_SHARE`` of the time), and once more at the end.
+    keeps a slow render under ``ARTIFACT_SHARE`` of the time), and once more at the end. Until a render
+    has had anything to show, the interval does not apply: a strategy that explains itself only from
+    some point on (the factorial once phase 1 is in) gets drawn then, in the background, rather than
+    only at the end, where the study would wait for it.
 
     Matplotlib is only ever used from that one thread. ``waited_s`` is what the study itself waited for
     them: the end's render (cheap when the strategy caches what has not changed) and an unfinished one.
@@ -55,13 +58,14 @@ class _Explainer:
         self._last = time.monotonic()
         self._cost = 0.0
         self._shown: tuple[int, ...] | None = None
+        self._drawn = False  # whether a render has returned any file yet
 
     def poll(self, history: list[Trial]) -> dict[str, str | bytes]:
         """The files of a finished render (to upload; empty if none), starting the next when it is due."""
         files: dict[str, str | bytes] = {}
         if self._pending is not None and self._pending.done():
             files, self._pending = self._pending.result(), None
-        wait = max(ARTIFACT_INTERVAL_S, self._cost / ARTIFACT_SHARE)
+        wait = max(ARTIFACT_INTERVAL_S if self._drawn else 0.0, self._cost / ARTIFACT_SHARE)
         if self._pending is None and time.monotonic() - self._last >= wait and self._key(history) != self._shown:
             self._last, self._shown = time.monotonic(), self._key(history)
             self._pending = self._pool.submit(self._render, list(history))
@@ -84,7 +88,7 @@ class _Explainer:
     def _render(self, history: list[Trial]) -> dict[str, str | bytes]:
         start = time.perf_counter()
         files = self.strategy.artifacts(history)
-        self._cost = time.perf_counter() - start
+        self._cost, self._drawn = time.perf_counter() - start, self._drawn or bool(files)
         return files
 
     @staticmethod

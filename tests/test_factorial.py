@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from src.errors import ConfigError
+from src.plots import png, pyplot
 from src.space import SearchSpace
-from src.strategies.factorial import DesignError, FactorialGrid, lenth_pse
+from src.strategies.factorial import DesignError, FactorialGrid, lenth_pse, plots
 from src.strategies.factorial.design import GENERATORS
 from src.trial import Direction, Trial, TrialState
 from tests.in_memory import drive
@@ -316,6 +317,36 @@ def test_artifacts_tables_and_plots():
     assert "R^2 =" in files["factorial/effects.md"]
     best = max((t for t in history if t.tags["phase"] == "grid"), key=lambda t: t.value)
     assert f"Best: trial {best.number} " in files["grid/best.md"]
+
+
+def test_later_renders_reuse_phase_1s_files_and_give_what_a_fresh_render_gives():
+    strategy = factorial(BOWL)
+    strategy.fit_budget(40)
+    history = drive(strategy, bowl, budget=40)
+    grid_end = strategy.n_phase1 + len(strategy.analysis(history).grid)
+    ends = (strategy.n_phase1, strategy.n_phase1 + 1, grid_end + 1, len(history))
+    renders = [strategy.artifacts(history[: ends[0]])]
+    strategy._cache = None  # phase 1 fitted again, as the proposing thread may while another renders: same outcome
+    renders += [strategy.artifacts(history[:end]) for end in ends[1:]]
+    assert "grid/best.md" in renders[1] and "refine/rounds.md" in renders[2]
+    for end, files in zip(ends, renders):
+        fresh = factorial(BOWL)
+        fresh.fit_budget(40)
+        assert files == fresh.artifacts(history[:end])
+    phase1 = renders[0]
+    assert all(files[name] is phase1[name] for files in renders[1:] for name in phase1)  # not drawn again
+
+
+def test_figures_are_the_bytes_the_projects_png_gives(monkeypatch):
+    strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, center_points=2, narrowing=PAPER_OPEN)
+    analysis = strategy.analysis(drive(strategy, paper_like))
+    drawings = (lambda: plots.pareto(analysis, strategy.alpha), lambda: plots.half_normal(analysis),
+                lambda: plots.main_effects(analysis, strategy.factors, strategy.direction),
+                lambda: plots.interactions(analysis, strategy.factors))
+    ours = [draw() for draw in drawings]
+    monkeypatch.setattr(plots, "_subplots", lambda *grid, **options: pyplot().subplots(*grid, **options))
+    monkeypatch.setattr(plots, "_png", png)
+    assert [draw() for draw in drawings] == ours
 
 
 def test_same_history_same_decisions():

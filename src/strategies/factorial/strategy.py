@@ -89,8 +89,8 @@ class FactorialGrid(Design, Strategy):
         self.narrowing = Narrowing.from_config(narrowing or {}, space)
         self.room: int | None = None  # trials the budget leaves after phase 1; None until fit_budget, or unlimited
         self.grid_room: int | None = None  # of those, the grid's (the rest goes to refinement rounds)
-        self._cache: tuple[tuple, Analysis] | None = None
-        self._explained: tuple[Analysis, dict[str, str | bytes]] | None = None  # phase 1's files, per analysis
+        self._cache: tuple[tuple, Analysis] | None = None  # the analysis, keyed on phase 1's (number, state, value)
+        self._explained: tuple[tuple, dict[str, str | bytes]] | None = None  # phase 1's files, on the same key
 
     def largest_grid(self) -> int:
         """The most points the narrowing rule can give phase 2, before any budget."""
@@ -212,28 +212,45 @@ class FactorialGrid(Design, Strategy):
 
     def analysis(self, history: Sequence[Trial]) -> Analysis | None:
         """The fit and the grid, or None while a phase-1 trial is missing or still running."""
+        analysed = self._analysed(history)
+        return None if analysed is None else analysed[1]
+
+    def _analysed(self, history: Sequence[Trial]) -> tuple[tuple, Analysis] | None:
+        """The analysis with its key, phase 1's (number, state, value): what it and phase 1's files depend on.
+
+        The pair is returned as made or found, not read back from the cache: the driver renders the files in
+        another thread than it proposes in, and both may fit the same phase 1 at once.
+        """
         phase1 = {t.number: t for t in history if t.number < self.n_phase1}
         if len(phase1) < self.n_phase1 or any(not t.finished for t in phase1.values()):
             return None
         key = tuple((n, phase1[n].state, phase1[n].value) for n in range(self.n_phase1))
-        if self._cache is None or self._cache[0] != key:
+        cached = self._cache
+        if cached is None or cached[0] != key:
             if any(phase1[r.number].params != r.params for r in self.runs):
                 raise DesignError(f"factorial_grid: phase 1 ran another design than {self.describe()}; fraction: auto "
                                   f"chose it for another n_trials: resume with the study's n_trials, or set "
                                   f"strategy.fraction to the design it ran")
-            self._cache = (key, analyse(self, phase1, order=self.order, alpha=self.alpha, failed_rule=self.failed,
-                                        direction=self.direction, narrowing=self.narrowing, room=self.grid_room))
-        return self._cache[1]
+            cached = self._cache = (key, analyse(self, phase1, order=self.order, alpha=self.alpha,
+                                                 failed_rule=self.failed, direction=self.direction,
+                                                 narrowing=self.narrowing, room=self.grid_room))
+        return cached
 
     def artifacts(self, history: Sequence[Trial]) -> dict[str, str | bytes]:
-        """Phase 1: design, effects, aliases, narrowing, summary and plots; phase 2: the grid and its best."""
-        analysis = self.analysis(history)
-        if analysis is None:
+        """Phase 1: design, effects, aliases, narrowing, summary and plots; phase 2: the grid and its best.
+
+        Phase 1's files (its plots are nearly all the time a render takes) are drawn once per phase-1 outcome
+        and handed out again after that; the grid's and the rounds' tables, a few milliseconds, are made anew.
+        """
+        analysed = self._analysed(history)
+        if analysed is None:
             return {}
+        key, analysis = analysed
         by_number = {t.number: t for t in history}
-        if self._explained is None or self._explained[0] is not analysis:  # phase 1's files change with it only
-            self._explained = (analysis, self._phase1_files(analysis, by_number))
-        files = dict(self._explained[1])
+        explained = self._explained
+        if explained is None or explained[0] != key:
+            explained = self._explained = (key, self._phase1_files(analysis, by_number))
+        files = dict(explained[1])
         grid_trials = [by_number[n] for n in range(self.n_phase1, self.n_phase1 + len(analysis.grid))
                        if n in by_number and by_number[n].finished]
         if grid_trials:
