@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from src.execution import Executor, Outcome, TrialJob
 from src.strategies import Strategy
 from src.tracking import Heartbeat, StudyRecord
-from src.trial import Trial, best_trial
+from src.trial import Trial
 
 SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
 ARTIFACT_INTERVAL_S = 30.0  # how often, at most, it refreshes the strategy's tables and plots there
@@ -57,26 +57,26 @@ class _Explainer:
         self._pending: Future[dict[str, str | bytes]] | None = None
         self._last = time.monotonic()
         self._cost = 0.0
-        self._shown: tuple[int, ...] | None = None
+        self._shown: int | None = None  # how many trials had ended at the last render
         self._drawn = False  # whether a render has returned any file yet
 
-    def poll(self, history: list[Trial]) -> dict[str, str | bytes]:
+    def poll(self, history: list[Trial], ended: int) -> dict[str, str | bytes]:
         """The files of a finished render (to upload; empty if none), starting the next when it is due."""
         files: dict[str, str | bytes] = {}
         if self._pending is not None and self._pending.done():
             files, self._pending = self._pending.result(), None
         wait = max(ARTIFACT_INTERVAL_S if self._drawn else 0.0, self._cost / ARTIFACT_SHARE)
-        if self._pending is None and time.monotonic() - self._last >= wait and self._key(history) != self._shown:
-            self._last, self._shown = time.monotonic(), self._key(history)
+        if self._pending is None and time.monotonic() - self._last >= wait and ended != self._shown:
+            self._last, self._shown = time.monotonic(), ended
             self._pending = self._pool.submit(self._render, list(history))
         return files
 
-    def finish(self, history: list[Trial]) -> dict[str, str | bytes]:
+    def finish(self, history: list[Trial], ended: int) -> dict[str, str | bytes]:
         """Every file as of ``history``: the render in flight, then one more if trials finished since."""
         start = time.perf_counter()
         files = self._pending.result() if self._pending is not None else {}
         self._pending = None
-        if self._key(history) != self._shown:
+        if ended != self._shown:
             files |= self._render(history)
         self._pool.shutdown(wait=True)
         self.waited_s += time.perf_counter() - start
@@ -90,10 +90,6 @@ class _Explainer:
         files = self.strategy.artifacts(history)
         self._cost, self._drawn = time.perf_counter() - start, self._drawn or bool(files)
         return files
-
-    @staticmethod
-    def _key(history: list[Trial]) -> tuple[int, ...]:
-        return tuple(t.number for t in history if t.finished)
 
 
 class Driver:
@@ -132,7 +128,7 @@ class Driver:
                     record.reap(self._own())
                     record.history(full=True)
                     if not record.running_elsewhere(self._own()):
-                        if not self._free():
+                        if not self._free(1):
                             self._show(bar, record.trials())
                             break
                         if self._fill() == 0:
@@ -150,11 +146,11 @@ class Driver:
                 if time.monotonic() - summarised >= SUMMARY_INTERVAL_S:
                     record.write_summary(history)
                     summarised = time.monotonic()
-                record.log_artifacts(self.explainer.poll(history))
+                record.log_artifacts(self.explainer.poll(history, record.ended()))
                 self._show(bar, history)
         history = record.trials()  # as the last, full read before leaving the loop found them
         record.promote(self._standing(history)[0], self.name)
-        record.log_artifacts(self.explainer.finish(history))
+        record.log_artifacts(self.explainer.finish(history, record.ended()))
         record.write_summary(history, {"artifacts_wait_s": self.explainer.waited_s})
         return history
 
@@ -170,20 +166,22 @@ class Driver:
     def _own(self) -> set[str]:
         return set(self.inflight.values())
 
-    def _free(self) -> list[int]:
-        """Numbers below the budget that no live attempt holds and that this process could start."""
+    def _free(self, most: int | None = None) -> list[int]:
+        """Numbers below the budget that no live attempt holds and that this process could start: the lowest
+        ``most`` of them (all if None), found among as few numbers as can hold them, with set operations."""
         taken, inflight = self.record.taken(), self.inflight
         if self.finished:
-            return sorted(k for k in self.record.retries() if k < self.budget and k not in inflight)
-        return [k for k in range(self.budget) if k not in taken and k not in inflight]
+            return sorted(k for k in self.record.retries() if k < self.budget and k not in inflight)[:most]
+        end = self.budget if most is None else min(self.budget, len(taken) + len(inflight) + most)
+        return sorted(set(range(end)).difference(taken, inflight))[:most]
 
     def _fill(self) -> int:
         """Propose for the free slots, claim and submit; returns how many proposals there were."""
         slots = self.runner.free_slots()
-        free = self._free()
-        if slots <= 0 or not free:
-            return 0
         waiting = self.record.retries()
+        free = self._free(slots + len(waiting)) if slots > 0 else []
+        if not free:
+            return 0
         retries = {k: waiting[k] for k in free if k in waiting}
         batch = list(retries.items())[:slots]
         fresh = [k for k in free if k not in retries][: slots - len(batch)]
@@ -221,8 +219,8 @@ class Driver:
     def _standing(self, history: list[Trial]) -> tuple[Trial | None, int]:
         """The best trial and how many are done, worked out again only when the record's list of trials is a
         new one (it is the same list until the record changes)."""
-        if history is not self._standings[0]:
-            self._standings = (history, best_trial(history, self.strategy.direction), self._done(history))
+        if history is not self._standings[0]:  # only a shown progress bar needs the count, which takes a pass
+            self._standings = (history, self.record.best(), self._done(history) if self.progress else 0)
         return self._standings[1:]
 
     def _show(self, bar: tqdm, history: list[Trial]) -> None:

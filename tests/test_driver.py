@@ -22,10 +22,10 @@ def finished(n: int) -> list[Trial]:
 
 
 def settle(explainer: _Explainer, history: list[Trial]) -> dict:
-    files = explainer.poll(history)
+    files = explainer.poll(history, len(history))  # every trial here ended: one ending each
     if explainer._pending is not None:
         explainer._pending.result()
-        files |= explainer.poll(history)
+        files |= explainer.poll(history, len(history))
     return files
 
 
@@ -39,7 +39,7 @@ def test_renders_in_the_background_as_soon_as_there_is_something_to_show_then_at
         assert settle(explainer, finished(4)) == {}  # from now on, at most every ARTIFACT_INTERVAL_S
         assert strategy.rendered == [1, 2, 3]
         start = time.perf_counter()
-        assert explainer.finish(finished(4)) == {"table.md": "4 trials"}  # the end has everything
+        assert explainer.finish(finished(4), 4) == {"table.md": "4 trials"}  # the end has everything
         assert explainer.waited_s <= time.perf_counter() - start
         assert ARTIFACT_INTERVAL_S >= 10
     finally:

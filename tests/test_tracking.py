@@ -15,7 +15,7 @@ from src import optimize, server
 from src.space import SearchSpace
 from src.tracking import Tracker, TrialRecorder, default_artifact_location
 from src.tracking.record import REFRESH_MARGIN_MS
-from src.trial import Direction, Proposal, TrialState
+from src.trial import Direction, Proposal, Trial, TrialState, best_trial
 from tests.conftest import children
 
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
@@ -205,3 +205,30 @@ def test_parameters_too_long_for_a_tag_are_logged_when_the_trial_starts(store, s
     run = MlflowClient(store).get_run(run_id)
     assert "proposed" not in run.data.tags and run.data.params == {"a": "a" * 5000, "b": "b" * 5000}
     assert {t.number for t in record.history(full=True)} == {0, 1}
+
+
+def test_the_record_s_views_kept_number_by_number_equal_a_fresh_read(store, study_name):
+    def sometimes_failing(params):
+        if params["x"] > 0.8:
+            raise ValueError("too far")
+        return params["x"] ** 2
+
+    optimize(sometimes_failing, SPACE, n_trials=12, study=study_name, tracking_uri=store, progress=False)
+    space = SearchSpace.from_config(SPACE)
+    record = Tracker(store).load_study("hpo", study_name, space, Direction.MINIMIZE)
+    record.history()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = record.start_trial(12, Proposal({"x": 0.3}), "cpu")
+    MlflowClient(store).set_tag(orphan, "pid", gone.stdout.strip())
+    running = record.start_trial(13, Proposal({"x": 0.01}), "cpu")
+    record.reap([running])  # the orphan's number is free again, with its proposal to retry
+    TrialRecorder(record.sink, running, {"x": 0.01}).complete(0.0001, 0.1)
+    record.note(Trial(13, {"x": 0.01}, TrialState.COMPLETE, 0.0001, running))
+    fresh = Tracker(store).load_study("hpo", study_name, space, Direction.MINIMIZE)
+    fresh.history()
+    for seen in (record, fresh):
+        assert [(t.number, t.state, t.value) for t in seen.trials()] == [
+            (t.number, t.state, t.value) for t in fresh.trials()]
+        assert seen.taken() == frozenset(range(12)) | {13} and seen.retries() == {12: Proposal({"x": 0.3})}
+        assert seen.best() == best_trial(seen.trials(), Direction.MINIMIZE) and seen.best().number == 13
+        assert seen.ended() == 13 and not seen.running_elsewhere(())

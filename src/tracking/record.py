@@ -11,6 +11,7 @@ host: its pid is gone) or whose heartbeat is older than ``stale_after_s`` (other
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 import uuid
@@ -84,6 +85,10 @@ class Attempt:
         return self.claimed and not self.superseded
 
 
+def _number(trial: Trial) -> int:
+    return trial.number
+
+
 _READERS: dict[tuple[TrialSink, Direction], StudyRecord] = {}  # StudyRecord.of, per process
 
 
@@ -103,7 +108,16 @@ class StudyRecord:
         self.data: DataVersion | None = None  # logged as every trial's dataset inputs (see ``use_data``)
         self._margin = refresh_margin_ms
         self._attempts: dict[int, dict[str, Attempt]] = {}
-        self._views: dict[str, Any] = {}  # what trials(), taken() and retries() last found; cleared on a change
+        # What trials(), taken(), retries(), best() and running_elsewhere() answer, kept up to date number by
+        # number as attempts change (see _index), so that nothing a trial costs grows with the study.
+        self._trials: list[Trial] = []  # live trials by number; a new list at every change
+        self._taken: set[int] = set()
+        self._frozen: frozenset[int] | None = None  # _taken, as last handed out
+        self._retries: dict[int, Proposal] = {}
+        self._running: set[str] = set()  # run ids of live attempts that run
+        self._best: Trial | None = None
+        self._best_stale = False  # the best trial's number changed: found again on the next best()
+        self._ended: set[str] = set()  # run ids of live trials that ended
         self._read_at: int | None = None
         self.read_found = 0  # how many runs the last read brought
         self._id = uuid.uuid4().hex[:16]  # tags the runs this record starts
@@ -146,7 +160,8 @@ class StudyRecord:
         now, self._ledger_pass = now_ms(), True
         if full or self._read_at is None:
             self._attempts.clear()
-            self._views.clear()
+            self._trials, self._frozen, self._best, self._best_stale = [], None, None, False
+            self._taken, self._retries, self._running, self._ended = set(), {}, set(), set()
             runs = list(self._children())
         else:
             since, others = self._read_at - self._margin, f"tags.`{RECORD}` != '{self._id}'"
@@ -169,26 +184,33 @@ class StudyRecord:
 
         The same list until the record changes: callers must not modify it.
         """
-        if "trials" not in self._views:
-            self._views["trials"] = sorted((a.trial for a in self._live() if a.trial), key=lambda t: t.number)
-        return self._views["trials"]
+        return self._trials
 
     def taken(self) -> frozenset[int]:
         """Numbers with a live claim (running or finished), as far as this record has read."""
-        if "taken" not in self._views:
-            self._views["taken"] = frozenset(a.number for a in self._live())
-        return self._views["taken"]
+        if self._frozen is None:
+            self._frozen = frozenset(self._taken)
+        return self._frozen
+
+    def best(self) -> Trial | None:
+        """The best of ``trials()`` (as ``best_trial`` finds it), kept as trials end rather than searched for."""
+        if self._best_stale:
+            self._best, self._best_stale = best_trial(self._trials, self.direction), False
+        return self._best
+
+    def ended(self) -> int:
+        """How many live trials have ended: it changes when one ends (for whoever redraws then), and not when
+        the same trials are read again."""
+        return len(self._ended)
 
     def running_elsewhere(self, own: Collection[str]) -> bool:
         """Whether a live trial runs in another process (or in one that died and is not yet settled)."""
-        return any(a.status == "RUNNING" and a.run_id not in own for a in self._live())
+        return any(run_id not in own for run_id in self._running)
 
     def errors(self) -> Counter[str]:
         """How often each error ended a live failed trial (first line, shortened)."""
-        return Counter(a.error.splitlines()[0][:300] for a in self._live() if a.status == "FAILED" and a.error)
-
-    def _live(self) -> Iterator[Attempt]:
-        return (a for runs in self._attempts.values() for a in runs.values() if a.live)
+        live = (a for runs in self._attempts.values() for a in runs.values() if a.live)
+        return Counter(a.error.splitlines()[0][:300] for a in live if a.status == "FAILED" and a.error)
 
     def retry_proposal(self, number: int) -> Proposal | None:
         """What an earlier, dead attempt at ``number`` ran, so that its retry runs exactly that."""
@@ -196,16 +218,47 @@ class StudyRecord:
         return max(earlier, key=lambda a: a.attempt).proposal if earlier else None
 
     def retries(self) -> dict[int, Proposal]:
-        """The numbers no live attempt holds whose dead attempt left a proposal: what each should run again."""
-        if "retries" not in self._views:
-            taken = self.taken()
-            self._views["retries"] = {number: proposal for number in self._attempts if number not in taken
-                                      and (proposal := self.retry_proposal(number)) is not None}
-        return self._views["retries"]
+        """The numbers no live attempt holds whose dead attempt left a proposal: what each should run again.
+
+        Callers must not modify it.
+        """
+        return self._retries
 
     def _put(self, attempt: Attempt) -> None:
         self._attempts.setdefault(attempt.number, {})[attempt.run_id] = attempt
-        self._views.clear()
+        self._index(attempt.number)
+
+    def _index(self, number: int) -> None:
+        """Bring what the views answer up to date for ``number``, whose attempts changed: work for one number,
+        and a copy of the list of trials (in C) when its trials changed."""
+        attempts = self._attempts.get(number, {}).values()
+        live = [a for a in attempts if a.live]
+        proposal = None if live else self.retry_proposal(number)
+        if live:
+            self._taken.add(number)
+        else:
+            self._taken.discard(number)
+        if proposal is None:
+            self._retries.pop(number, None)
+        else:
+            self._retries[number] = proposal
+        self._frozen = None
+        for known in (self._running, self._ended):
+            known.difference_update(a.run_id for a in attempts)
+        self._running.update(a.run_id for a in live if a.status == "RUNNING")
+        self._ended.update(a.run_id for a in live if a.trial is not None and a.trial.finished)
+        trials = [a.trial for a in live if a.trial is not None]
+        low = bisect.bisect_left(self._trials, number, key=_number)
+        high = bisect.bisect_right(self._trials, number, key=_number)
+        if self._trials[low:high] == trials:
+            return
+        self._trials = [*self._trials[:low], *trials, *self._trials[high:]]
+        if self._best is not None and self._best.number == number:
+            self._best_stale = True  # it may be gone or changed: the next best() looks again
+        elif not self._best_stale and (found := best_trial(trials, self.direction)) is not None and (
+                self._best is None or self.direction.better(found.value, self._best.value)
+                or (found.value == self._best.value and number < self._best.number)):
+            self._best = found
 
     def _children(self, condition: str = "") -> Iterator[Any]:
         query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'" + (f" and {condition}" if condition else "")
@@ -218,7 +271,7 @@ class StudyRecord:
         number, run_id = int(tags[TRIAL]), run.info.run_id
         if run.info.lifecycle_stage != "active":
             self._attempts.get(number, {}).pop(run_id, None)
-            self._views.clear()
+            self._index(number)
             return None
         try:
             params = self.space.parse(run.data.params or proposed_params(tags))
