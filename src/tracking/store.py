@@ -53,13 +53,7 @@ def connect(uri: str) -> MlflowClient:
 
 
 def mlflow_client(uri: str) -> MlflowClient:
-    """A client for a store already checked (by this process or the driver that started it): one per store
-    and process, since making one costs about half a millisecond and every trial needs one."""
-    return _client(uri, os.getpid())
-
-
-@functools.cache
-def _client(uri: str, _pid: int) -> MlflowClient:
+    """A client for a store already checked (by this process or the driver that started it)."""
     from mlflow.tracking import MlflowClient
 
     relax_sqlite_syncs()
