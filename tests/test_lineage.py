@@ -88,8 +88,11 @@ def test_log_models_keeps_none_or_every_trials_model(make_config, store, study_n
     assert sum("model" in r.data.tags for r in children(store, result.parent_run_id)) == kept
 
 
-def test_a_better_trial_moves_the_alias(store, study_name):
+@pytest.mark.parametrize("where", ["store", "tracking_server"])  # a server wants the model id with a models:/ source
+def test_a_better_trial_moves_the_alias(where, study_name, request):
     import torch
+
+    store = request.getfixturevalue(where)
 
     def objective(params, trial):
         trial.keep_model(torch.nn.Linear(2, 1), np.zeros((1, 2), dtype=np.float32))

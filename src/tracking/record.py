@@ -502,12 +502,12 @@ class StudyRecord:
             except MlflowException:
                 pass  # registered before (by this study's other processes, or a study of the same name)
             found = self.client.search_model_versions(f"name = '{quote(name)}' and run_id = '{best.run_id}'")
-            with global_tracking_uri(self.sink.uri):
-                version = found[0] if found else self.client.create_model_version(name, attempt.model,
-                                                                                  run_id=best.run_id)
+            model_id = attempt.model.removeprefix("models:/")
+            with global_tracking_uri(self.sink.uri):  # a server refuses a models:/ source without its model id
+                version = found[0] if found else self.client.create_model_version(
+                    name, attempt.model, run_id=best.run_id, model_id=model_id)
             self.client.set_registered_model_alias(name, MODEL_ALIAS, version.version)
-            model_id = attempt.model.removeprefix("models:/")  # shown in the parent's row too (Models column)
-            self.client.log_outputs(self.run_id, [LoggedModelOutput(model_id, step=best.number)])
+            self.client.log_outputs(self.run_id, [LoggedModelOutput(model_id, step=best.number)])  # its Models column
         self._promoted = best.run_id
 
     def end(self, status: str) -> None:
