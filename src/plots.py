@@ -19,9 +19,23 @@ def pyplot() -> Any:
     return plt
 
 
+def subplots(*grid: int, figsize: tuple[float, float], **options: Any) -> tuple[Any, Any]:
+    """``pyplot.subplots`` without pyplot: the figure is registered nowhere, so nothing needs closing, and
+    a background thread can draw it while pyplot is used elsewhere."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **options)
+
+
 def png(fig: Any, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes; the figure is closed."""
+    """The figure as PNG bytes, laid out tightly; a pyplot figure is closed.
+
+    The layout engine ``tight_layout`` leaves behind is removed before saving: it would make ``savefig``
+    lay out and draw the figure once more (about a fifth of the time) for the same pixels.
+    """
     fig.tight_layout()
+    fig.set_layout_engine(None)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     pyplot().close(fig)

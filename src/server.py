@@ -240,9 +240,9 @@ def main() -> None:
             args.backend = stack.enter_context(local_postgres(folder))
             artifacts = folder / "artifacts"
         prepare(args.backend)
-        folder = str(Path(args.artifacts or artifacts).resolve())
-        env = server_env(args.backend, folder, args.jobs)
-        line = command(args.backend, args.host, args.port, folder, args.workers, jobs_wanted(env))
+        kept = str(Path(args.artifacts or artifacts).resolve())
+        env = server_env(args.backend, kept, args.jobs)
+        line = command(args.backend, args.host, args.port, kept, args.workers, jobs_wanted(env))
         print(f"tracking URI: http://{args.host}:{args.port}   (runs in {args.backend}; {' '.join(line[1:])})",
               flush=True)
         code = subprocess.call(line, env=env)

@@ -1,5 +1,6 @@
 """Factorial design then grid (seed 002), driven in memory on objectives with known effects."""
 
+import io
 import itertools
 import math
 import random
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from src.errors import ConfigError
-from src.plots import png, pyplot
+from src.plots import pyplot
 from src.space import SearchSpace
 from src.strategies.factorial import DesignError, FactorialGrid, lenth_pse, plots
 from src.strategies.factorial.design import GENERATORS
@@ -337,15 +338,23 @@ def test_later_renders_reuse_phase_1s_files_and_give_what_a_fresh_render_gives()
     assert all(files[name] is phase1[name] for files in renders[1:] for name in phase1)  # not drawn again
 
 
-def test_figures_are_the_bytes_the_projects_png_gives(monkeypatch):
+def test_figures_drawn_off_pyplot_and_saved_with_one_draw_are_pyplot_s_bytes(monkeypatch):
     strategy = factorial(PAPER_SPACE, Direction.MAXIMIZE, center_points=2, narrowing=PAPER_OPEN)
     analysis = strategy.analysis(drive(strategy, paper_like))
     drawings = (lambda: plots.pareto(analysis, strategy.alpha), lambda: plots.half_normal(analysis),
                 lambda: plots.main_effects(analysis, strategy.factors, strategy.direction),
                 lambda: plots.interactions(analysis, strategy.factors))
     ours = [draw() for draw in drawings]
-    monkeypatch.setattr(plots, "_subplots", lambda *grid, **options: pyplot().subplots(*grid, **options))
-    monkeypatch.setattr(plots, "_png", png)
+
+    def drawn_twice(fig):  # savefig with tight_layout's engine still set: the layout and the draw again
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+        pyplot().close(fig)
+        return buffer.getvalue()
+
+    monkeypatch.setattr(plots, "subplots", lambda *grid, **options: pyplot().subplots(*grid, **options))
+    monkeypatch.setattr(plots, "png", drawn_twice)
     assert [draw() for draw in drawings] == ours
 
 

@@ -225,6 +225,7 @@ def test_the_record_s_views_kept_number_by_number_equal_a_fresh_read(store, stud
     record.note(Trial(13, {"x": 0.01}, TrialState.COMPLETE, 0.0001, running))
     fresh = Tracker(store).load_study("hpo", study_name, space, Direction.MINIMIZE)
     fresh.history()
+    assert TrialState.FAILED in {t.state for t in fresh.trials()}  # the views went through failures too
     for seen in (record, fresh):
         assert [(t.number, t.state, t.value) for t in seen.trials()] == [
             (t.number, t.state, t.value) for t in fresh.trials()]

@@ -42,7 +42,6 @@ from src.tracking.common import (
     TRIAL,
     WORKER_DIED,
     Owner,
-    batches,
     digest,
     global_tracking_uri,
     heartbeat_ms,
@@ -255,10 +254,8 @@ class StudyRecord:
         self._trials = [*self._trials[:low], *trials, *self._trials[high:]]
         if self._best is not None and self._best.number == number:
             self._best_stale = True  # it may be gone or changed: the next best() looks again
-        elif not self._best_stale and (found := best_trial(trials, self.direction)) is not None and (
-                self._best is None or self.direction.better(found.value, self._best.value)
-                or (found.value == self._best.value and number < self._best.number)):
-            self._best = found
+        elif not self._best_stale:  # the best of it and the new trials, in number order as best_trial breaks ties
+            self._best = best_trial(sorted([*filter(None, [self._best]), *trials], key=_number), self.direction)
 
     def _children(self, condition: str = "") -> Iterator[Any]:
         query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'" + (f" and {condition}" if condition else "")
@@ -283,11 +280,11 @@ class StudyRecord:
             value=run.data.metrics.get("objective"), run_id=run_id, tags=strategy_tags,
             curve={int(epoch): value for epoch, value in json.loads(tags.get(CURVE_TAG, "{}")).items()})
         known = self._attempts.get(number, {}).get(run_id)
-        key = f"{number}.{tags.get(ATTEMPT, 0)}"
+        tried = int(tags.get(ATTEMPT, 0))
         attempt = Attempt(
-            run_id, number, int(tags.get(ATTEMPT, 0)), run.info.status,
+            run_id, number, tried, run.info.status,
             claimed=claimed or tags.get(CLAIMED) == "true" or ATTEMPT not in tags or bool(known and known.claimed)
-            or self._holder(key, read=run.info.status == "RUNNING" and self._ledger_pass) == run_id,
+            or self._holder(f"{number}.{tried}", read=run.info.status == "RUNNING" and self._ledger_pass) == run_id,
             superseded=tags.get(INTERRUPTED) == "true" or tags.get(RETRIED) == "true",
             trial=trial, proposal=None if params is None else Proposal(params, strategy_tags), error=tags.get(ERROR),
             model=tags.get(MODEL))
@@ -321,8 +318,7 @@ class StudyRecord:
             self.client.set_tag(run_id, ATTEMPT, str(attempt))
             holder = self._claim(number, attempt, run_id)
         if PROPOSED not in tags:  # too long for a tag: logged as params now, a write more
-            for _, some_params, _ in batches(params=[Param(k, str(v)) for k, v in proposal.params.items()]):
-                self.client.log_batch(run_id, params=some_params)
+            self.writes.log(run_id, params=[Param(k, str(v)) for k, v in proposal.params.items()])
         if self.data is not None:
             self.client.log_inputs(run_id, datasets=self.data.inputs())
         trial = Trial(number, dict(proposal.params), TrialState.RUNNING, run_id=run_id, tags=dict(proposal.tags))

@@ -24,7 +24,6 @@ from src.tracking.common import (
     INTERRUPTED,
     MODEL,
     WORKER,
-    batches,
     global_tracking_uri,
     now_ms,
     upload,
@@ -75,8 +74,7 @@ class TrialRecorder:
         if self.curve_metric in metrics:
             self.curve[epoch] = float(metrics[self.curve_metric])
         if time.monotonic() - self._flushed >= self.flush_s:
-            for some_metrics, some_params, some_tags in batches(*self._take([], [])):
-                self.client.log_batch(self.run_id, metrics=some_metrics, params=some_params, tags=some_tags)
+            self.writes.log(self.run_id, *self._take([], []))
 
     def _end(self, status: str, metrics: list[Metric], tags: Sequence[RunTag]) -> None:
         """The last write: what is left, and which process ran the trial (its driver created the run)."""

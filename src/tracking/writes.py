@@ -42,17 +42,22 @@ class TrialWrites:
             return run_id, None
         return run_id, run_id
 
+    def log(self, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[Param] = (),
+            tags: Sequence[RunTag] = ()) -> None:
+        """Log ``metrics``, ``params`` and ``tags`` in as few batches as MLflow allows (one, usually)."""
+        for some_metrics, some_params, some_tags in batches(metrics, params, tags):
+            self.client.log_batch(run_id, metrics=some_metrics, params=some_params, tags=some_tags)
+
     def end(self, run_id: str, status: str, metrics: Sequence[Metric] = (), params: Sequence[Param] = (),
             tags: Sequence[RunTag] = ()) -> None:
-        """Log ``metrics``, ``params`` and ``tags`` (in as few batches as MLflow allows), then end the run."""
-        calls = list(batches(metrics, params, tags))
-        last = calls.pop() if self.combined else None
-        for some_metrics, some_params, some_tags in calls:
-            self.client.log_batch(run_id, metrics=some_metrics, params=some_params, tags=some_tags)
-        if last is None:
+        """Log ``metrics``, ``params`` and ``tags`` as ``log`` does, then end the run."""
+        if not self.combined:
+            self.log(run_id, metrics, params, tags)
             self.client.set_terminated(run_id, status)
             return
-        some_metrics, some_params, some_tags = last
+        *calls, (some_metrics, some_params, some_tags) = batches(metrics, params, tags)
+        for metrics_before, params_before, tags_before in calls:
+            self.client.log_batch(run_id, metrics=metrics_before, params=params_before, tags=tags_before)
         self._post(END_ROUTE, {"run_id": run_id, "status": status, "metrics": [
             {"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step} for m in some_metrics],
             "params": {p.key: p.value for p in some_params}, "tags": {t.key: t.value for t in some_tags}})

@@ -1,27 +1,22 @@
 """The factorial's figures: Pareto chart and half-normal plot of the effects, main effects, interactions.
 
-They are drawn on bare ``Figure`` objects (no pyplot state) and saved with one layout pass and one draw,
-the bytes ``src.plots.png`` gives: its ``savefig`` after ``tight_layout`` draws the figure twice, about a
-fifth of the time (a quarter for the 36 panels of nine factors' interactions), to no effect on the pixels.
+They are drawn on bare figures (``src.plots.subplots``), off pyplot, since the driver draws them in a
+background thread.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 
+from src.plots import png, subplots
 from src.strategies.factorial.analysis import Analysis
 from src.strategies.factorial.design import Factor
 from src.trial import Direction
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 
 def pareto(analysis: Analysis, alpha: float) -> bytes:
@@ -30,7 +25,7 @@ def pareto(analysis: Analysis, alpha: float) -> bytes:
     size = np.abs(table["t"].to_numpy(dtype=float))
     size[~np.isfinite(size)] = np.nan  # Lenth's PSE is 0 when most effects are exactly 0: no bar
     order = np.argsort(size)
-    fig, ax = _subplots(figsize=(6, 1.2 + 0.32 * len(table)))
+    fig, ax = subplots(figsize=(6, 1.2 + 0.32 * len(table)))
     ax.barh(range(len(table)), size[order], color=["tab:red" if s > analysis.threshold else "tab:gray"
                                                    for s in size[order]])
     ax.set_yticks(range(len(table)), [table["term"].iat[i] for i in order], fontsize=8)
@@ -39,7 +34,7 @@ def pareto(analysis: Analysis, alpha: float) -> bytes:
     ax.set_xlabel(f"standardized effect |t| ({analysis.error})")
     ax.set_title("Pareto chart of standardized effects", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
-    return _png(fig)
+    return png(fig)
 
 
 def half_normal(analysis: Analysis) -> bytes:
@@ -49,7 +44,7 @@ def half_normal(analysis: Analysis) -> bytes:
     order = np.argsort(size)
     m = len(size)
     quantiles = stats.halfnorm.ppf((np.arange(1, m + 1) - 0.5) / m)
-    fig, ax = _subplots(figsize=(6, 4.5))
+    fig, ax = subplots(figsize=(6, 4.5))
     ax.scatter(size[order], quantiles,
                color=["tab:red" if table["significant"].iat[i] else "tab:blue" for i in order])
     for x, q, i in zip(size[order], quantiles, order):
@@ -61,14 +56,14 @@ def half_normal(analysis: Analysis) -> bytes:
     ax.set_xlabel("|effect|")
     ax.set_ylabel("half-normal quantile")
     ax.set_title("Half-normal plot of effects (red: significant)", fontsize=10)
-    return _png(fig)
+    return png(fig)
 
 
 def main_effects(analysis: Analysis, factors: Sequence[Factor], direction: Direction) -> bytes:
     """The mean objective at each factor's two levels."""
     coded, y = _factorial_runs(analysis, len(factors))
     k = len(factors)
-    fig, axes = _subplots(1, k, figsize=(2.4 * k + 0.8, 3.2), sharey=True, squeeze=False)
+    fig, axes = subplots(1, k, figsize=(2.4 * k + 0.8, 3.2), sharey=True, squeeze=False)
     for ax, (i, factor) in zip(axes[0], enumerate(factors)):
         means = [y[coded[:, i] == level].mean() for level in (-1, 1)]
         ax.plot([0, 1], means, marker="o")
@@ -78,7 +73,7 @@ def main_effects(analysis: Analysis, factors: Sequence[Factor], direction: Direc
         ax.set_title(factor.name, fontsize=9)
     axes[0][0].set_ylabel(f"mean objective ({direction.value})")
     fig.suptitle("Main effects", fontsize=10)
-    return _png(fig)
+    return png(fig)
 
 
 def interactions(analysis: Analysis, factors: Sequence[Factor]) -> bytes:
@@ -87,7 +82,7 @@ def interactions(analysis: Analysis, factors: Sequence[Factor]) -> bytes:
     pairs = list(itertools.combinations(range(len(factors)), 2))
     columns = min(3, len(pairs))
     rows = math.ceil(len(pairs) / columns)
-    fig, axes = _subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
+    fig, axes = subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
     for ax, (i, j) in zip(axes.flat, pairs):
         for level, style in ((-1, "o--"), (1, "s-")):
             means = [y[(coded[:, i] == a) & (coded[:, j] == level)].mean() for a in (-1, 1)]
@@ -99,7 +94,7 @@ def interactions(analysis: Analysis, factors: Sequence[Factor]) -> bytes:
     for ax in list(axes.flat)[len(pairs):]:
         ax.set_visible(False)
     fig.suptitle("Two-factor interactions (mean objective)", fontsize=10)
-    return _png(fig)
+    return png(fig)
 
 
 def _factorial_runs(analysis: Analysis, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,21 +102,3 @@ def _factorial_runs(analysis: Analysis, k: int) -> tuple[np.ndarray, np.ndarray]
     factorial = [i for i, r in enumerate(analysis.used) if r.phase == "factorial"]
     coded = np.array([analysis.used[i].coded for i in factorial]).reshape(len(factorial), k)
     return coded, np.array([analysis.values[i] for i in factorial])
-
-
-def _subplots(*grid: int, figsize: tuple[float, float], **options: Any) -> tuple[Figure, Any]:
-    """``pyplot.subplots`` without pyplot: the figure is not registered anywhere, so nothing needs closing."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(*grid, **options)
-
-
-def _png(fig: Figure) -> bytes:
-    """The figure as ``src.plots.png`` saves it (tight layout, 100 dpi), the same bytes, with one draw fewer:
-    ``tight_layout`` leaves a layout engine behind that makes ``savefig`` draw once more before drawing."""
-    fig.tight_layout()
-    fig.set_layout_engine(None)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
