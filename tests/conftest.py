@@ -78,17 +78,24 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One MLflow tracking server with a throwaway PostgreSQL behind it (both on 127.0.0.1). Skips, saying why,
-    where PostgreSQL cannot start; a server that fails on a running PostgreSQL fails the test."""
+def postgres_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL (127.0.0.1) for the session: its SQLAlchemy URI. Skips, saying why, where
+    PostgreSQL cannot start."""
     pytest.importorskip("psycopg2", reason="PostgreSQL unavailable: no driver (pip install -e '.[postgres]')")
-    folder = tmp_path_factory.mktemp("postgres")
     with ExitStack() as stack:
         try:
-            backend = stack.enter_context(local_postgres(folder))
+            backend = stack.enter_context(local_postgres(tmp_path_factory.mktemp("postgres")))
         except RuntimeError as reason:
             pytest.skip(f"PostgreSQL unavailable: {reason}")
-        yield stack.enter_context(local_server(folder, backend=backend))
+        yield backend
+
+
+@pytest.fixture(scope="session")
+def postgres_tracking_server(postgres_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One MLflow tracking server with the session's PostgreSQL behind it; a server that fails on a running
+    PostgreSQL fails the test."""
+    with local_server(tmp_path_factory.mktemp("postgres-server"), backend=postgres_backend) as uri:
+        yield uri
 
 
 @pytest.fixture(params=["sqlite", "sqlite-server", "postgres-server"])

@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import psutil
@@ -125,16 +127,16 @@ def test_a_study_tracks_to_an_http_tracking_server(tracking_server, study_name):
 
 def test_the_project_s_server_takes_one_request_for_a_trial_s_start_and_one_for_its_end(tracking_server, study_name,
                                                                                         monkeypatch):
-    from mlflow.utils import rest_utils
+    from requests.sessions import Session
 
-    requests = collections.Counter()
-    send = rest_utils.http_request
+    sent = collections.Counter()
+    send = Session.request
 
-    def counted(host_creds, endpoint, *args, **kwargs):
-        requests[endpoint] += 1
-        return send(host_creds, endpoint, *args, **kwargs)
+    def counted(session, method, url, *args, **kwargs):
+        sent[urllib.parse.urlparse(url).path] += 1
+        return send(session, method, url, *args, **kwargs)
 
-    monkeypatch.setattr(rest_utils, "http_request", counted)
+    monkeypatch.setattr(Session, "request", counted)
 
     def epochs(params, trial):
         for epoch in (1, 2):
@@ -142,8 +144,8 @@ def test_the_project_s_server_takes_one_request_for_a_trial_s_start_and_one_for_
         return params["x"] ** 2
 
     result = optimize(epochs, SPACE, n_trials=5, study=study_name, tracking_uri=tracking_server, progress=False)
-    assert requests["/api/hpo/1/trials/start"] == requests["/api/hpo/1/trials/end"] == 5
-    assert requests["/api/2.0/mlflow/runs/create"] == 2  # the parent and its claim ledger; trials took the routes
+    assert sent["/api/hpo/1/trials/start"] == sent["/api/hpo/1/trials/end"] == 5
+    assert sent["/api/2.0/mlflow/runs/create"] == 2  # the parent and its claim ledger; trials took the routes
     kids = children(tracking_server, result.parent_run_id)
     assert sorted(r.data.tags["trial"] for r in kids) == ["0", "1", "2", "3", "4"]
     for run in kids:
@@ -152,6 +154,18 @@ def test_the_project_s_server_takes_one_request_for_a_trial_s_start_and_one_for_
         assert run.data.metrics["objective"] == pytest.approx(x**2)
         assert run.data.metrics["val_loss"] == pytest.approx(x / 2)
         assert json.loads(run.data.tags["proposed"]) == run.data.params
+
+
+@pytest.mark.parametrize("path", ["/api/hpo/1/version", "/api/2.0/mlflow/experiments/search?max_results=1"])
+def test_the_project_s_routes_keep_mlflow_s_guard_against_foreign_hosts(tracking_server, path):
+    """The routes are served beside MLflow's middlewares, not behind them: its host check must still hold."""
+    for host, status in (("127.0.0.1", 200), ("attacker.example.com", 403)):
+        request = urllib.request.Request(f"{tracking_server}{path}", headers={"Host": host})
+        try:
+            code = urllib.request.urlopen(request, timeout=30).status
+        except urllib.error.HTTPError as error:
+            code = error.code
+        assert code == status, host
 
 
 def test_the_project_s_server_runs_without_mlflow_s_job_runner_unless_asked(tmp_path, monkeypatch):

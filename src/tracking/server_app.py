@@ -3,10 +3,10 @@
 A tracked trial is four writes to the store: create its run, claim its number, log its result, end it.
 Through a plain ``mlflow server`` each write is a request, and a request costs the server more than the
 write (25-80 ms of request against a few ms of SQLite here). These routes make the two writes of a
-trial's start, and the two of its end, for one request each: the same store calls in the same order as a
-client makes them, so exactly-once holds as it does on a local store (a request cut off half-way leaves
-what a process killed between two writes leaves, and the record settles it the same way). Clients ask
-``VERSION_ROUTE`` first and use MLflow's REST API with a server that lacks them (``src.tracking.writes``).
+trial's start, and the two of its end, for one request each, written as a local store's clients write them
+(``writes.store_writes``: one transaction each on SQLite or PostgreSQL, the store's own calls in the same
+order on another), so exactly-once holds as it does on a local store. Clients ask ``VERSION_ROUTE`` first
+and use MLflow's REST API with a server that lacks them (``src.tracking.writes``).
 
 Served by ``python -m src.server``: uvicorn runs ``create_app``, MLflow's own app with these routes in front.
 """
@@ -14,17 +14,19 @@ Served by ``python -m src.server``: uvicorn runs ``create_app``, MLflow's own ap
 from __future__ import annotations
 
 import warnings
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.utils.time import get_current_time_millis
 from pydantic import BaseModel
+from starlette.types import Receive, Scope, Send
 
-from src.tracking.common import END_ROUTE, START_ROUTE, VERSION_ROUTE
+from src.tracking.common import END_ROUTE, ROUTES, START_ROUTE, VERSION_ROUTE
 from src.tracking.store import relax_sqlite_syncs
+from src.tracking.writes import store_writes
 
 
 def _store() -> Any:
@@ -63,30 +65,20 @@ class TrialEnd(BaseModel):
 def start(body: TrialStart) -> JSONResponse:
     """Create a trial's run and claim its number on the ledger: ``run_id`` and the run that holds the claim
     (``holder``: the new run if it won, the rival that holds it, or null if the claim failed otherwise)."""
-    store = _store()
     try:
-        run = store.create_run(experiment_id=body.experiment_id, user_id=body.tags.get("mlflow.user", "unknown"),
-                               start_time=get_current_time_millis(),
-                               tags=[RunTag(k, v) for k, v in body.tags.items()], run_name=body.run_name)
+        run_id, holder = store_writes(_store()).start(body.experiment_id, body.run_name, body.tags, body.ledger,
+                                                      body.claim)
     except MlflowException as error:
         return _refused(error)
-    run_id = run.info.run_id
-    try:
-        store.log_param(body.ledger, Param(body.claim, run_id))
-        holder = run_id
-    except MlflowException:
-        holder = store.get_run(body.ledger).data.params.get(body.claim)
     return JSONResponse({"run_id": run_id, "holder": holder})
 
 
 def end(body: TrialEnd) -> JSONResponse:
     """Log a trial's last metrics, params and tags in one batch, then end its run with ``status``."""
-    store = _store()
     try:
-        store.log_batch(body.run_id, metrics=[Metric(m.key, m.value, m.timestamp, m.step) for m in body.metrics],
-                        params=[Param(k, v) for k, v in body.params.items()],
-                        tags=[RunTag(k, v) for k, v in body.tags.items()])
-        store.update_run_info(body.run_id, RunStatus.from_string(body.status), get_current_time_millis(), None)
+        store_writes(_store()).write(body.run_id, [Metric(m.key, m.value, m.timestamp, m.step) for m in body.metrics],
+                                     [Param(k, v) for k, v in body.params.items()],
+                                     [RunTag(k, v) for k, v in body.tags.items()], status=body.status)
     except MlflowException as error:
         return _refused(error)
     return JSONResponse({})
@@ -98,17 +90,26 @@ def _refused(error: MlflowException) -> JSONResponse:
                         status_code=error.get_http_status_code())
 
 
-def create_app() -> FastAPI:
-    """MLflow's server app (its FastAPI app around its Flask app), with the project's routes tried first."""
+def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """MLflow's server app (its FastAPI app around its Flask app), with the project's routes in an app of their
+    own in front: MLflow's security checks (allowed hosts, CORS, headers) guard both, but the routes skip
+    MLflow's per-request middlewares (workspaces, which these stores do not use, and gateway timing), which
+    cost a request more than its store writes."""
     warnings.filterwarnings("ignore", message="starlette.middleware.wsgi is deprecated")  # MLflow's, each start
     from mlflow.server import app as flask_app
     from mlflow.server.fastapi_app import create_fastapi_app
+    from mlflow.server.fastapi_security import init_fastapi_security
 
     relax_sqlite_syncs()  # a WAL store behind the server syncs at checkpoints, as the project's clients do
-    app = create_fastapi_app(flask_app)
-    router = APIRouter()
-    router.add_api_route(VERSION_ROUTE, version, methods=["GET"])
-    router.add_api_route(START_ROUTE, start, methods=["POST"])
-    router.add_api_route(END_ROUTE, end, methods=["POST"])
-    app.router.routes[0:0] = router.routes  # before the mount of MLflow's Flask app at /, which takes any path
+    mlflow_app = create_fastapi_app(flask_app)
+    routes = FastAPI()
+    init_fastapi_security(routes)
+    routes.add_api_route(VERSION_ROUTE, version, methods=["GET"])
+    routes.add_api_route(START_ROUTE, start, methods=["POST"])
+    routes.add_api_route(END_ROUTE, end, methods=["POST"])
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        served = scope["type"] == "http" and scope["path"].startswith(f"{ROUTES}/")
+        await (routes if served else mlflow_app)(scope, receive, send)
+
     return app
