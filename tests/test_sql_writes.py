@@ -11,6 +11,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from src.tracking import sql_writes
 from src.tracking.sql_writes import SqlWrites
 from src.tracking.store import connect
 from src.tracking.writes import StoreWrites, store_writes
@@ -23,8 +24,10 @@ def database(request: pytest.FixtureRequest) -> MlflowClient:
 
 
 def ways(client: MlflowClient) -> dict[str, object]:
+    """The one-transaction writes (made directly, whatever MLflow's schema: this is the check that they still
+    match) and MLflow's own calls."""
     store = client._tracking_client.store
-    return {"sql": SqlWrites.of(store), "mlflow": StoreWrites(store)}
+    return {"sql": SqlWrites(store), "mlflow": StoreWrites(store)}
 
 
 def experiment(client: MlflowClient) -> tuple[str, str]:
@@ -83,7 +86,7 @@ def test_the_one_transaction_writes_refuse_what_mlflow_refuses(database):
 
 
 def test_a_lost_claim_names_its_holder_and_a_failed_start_leaves_no_run(database):
-    writes = SqlWrites.of(database._tracking_client.store)
+    writes = SqlWrites(database._tracking_client.store)
     experiment_id, ledger = experiment(database)
     first, holder = writes.start(experiment_id, "trial-0002", {}, ledger, "2.0")
     second, rival = writes.start(experiment_id, "trial-0002", {}, ledger, "2.0")
@@ -95,5 +98,8 @@ def test_a_lost_claim_names_its_holder_and_a_failed_start_leaves_no_run(database
     assert len(database.search_runs([experiment_id])) == before
 
 
-def test_other_stores_get_mlflow_s_own_calls():
+def test_other_stores_and_other_schemas_get_mlflow_s_own_calls(store, monkeypatch, caplog):
     assert isinstance(store_writes(MlflowClient("http://127.0.0.1:9")._tracking_client.store), StoreWrites)
+    monkeypatch.setattr(sql_writes, "SCHEMA", "an-older-revision")
+    assert SqlWrites.of(connect(store)._tracking_client.store) is None
+    assert "trials are written with MLflow's own calls" in caplog.text

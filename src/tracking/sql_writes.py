@@ -17,6 +17,8 @@ a study's processes on a local store and by the project's server for its own sto
 
 from __future__ import annotations
 
+import functools
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,6 +41,9 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}  # those whose insert has on_conflict_do_*
+SCHEMA = "dc11669786a5"  # MLflow's schema revision (3.17) that tests/test_sql_writes.py checked these writes on
+
+log = logging.getLogger(__name__)
 
 
 class SqlWrites:
@@ -61,17 +66,18 @@ class SqlWrites:
 
     @classmethod
     def of(cls, store: object) -> SqlWrites | None:
-        """For MLflow's own SQL store on SQLite or PostgreSQL; None for any other (a subclass, such as the
-        workspace-aware server store, scopes its queries in ways these statements would not)."""
-        if type(store) is SqlAlchemyStore and store.db_type in DIALECTS:
-            return cls(store)
-        return None
+        """For MLflow's own SQL store on SQLite or PostgreSQL at the schema these writes were checked on; None
+        for any other (a subclass, such as the workspace-aware server store, scopes its queries in ways these
+        statements would not; another schema may hold what they do not write)."""
+        if type(store) is not SqlAlchemyStore or store.db_type not in DIALECTS:
+            return None
+        return cls(store) if _checked_schema(SCHEMA) else None
 
     def start(self, experiment_id: str, run_name: str, tags: Mapping[str, str], ledger: str, claim: str
               ) -> tuple[str, str | None]:
         """Create a run in ``experiment_id`` and log ``claim`` on the ``ledger`` run with the new run's id as
         its value: (the new run's id, the run holding the claim: the new one, or the rival that got it first).
-        Both or neither are on record."""
+        The run and, if it won, its claim are committed together: a process killed before leaves neither."""
         if tags.get(MLFLOW_RUN_NAME, run_name) != run_name:
             raise MlflowException(f"run_name {run_name!r} and the {MLFLOW_RUN_NAME} tag differ",
                                   INVALID_PARAMETER_VALUE)
@@ -161,6 +167,18 @@ class SqlWrites:
         session.execute(self.set_tags, [{"run_uuid": run_id, "key": k, "value": v} for k, v in latest.items()])
         if MLFLOW_RUN_NAME in latest:
             session.execute(update(SqlRun).where(SqlRun.run_uuid == run_id).values(name=latest[MLFLOW_RUN_NAME]))
+
+
+@functools.cache
+def _checked_schema(checked: str) -> bool:
+    """Whether MLflow's schema is the ``checked`` one; says once per process when it is not."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    if (revision := _get_latest_schema_revision()) == checked:
+        return True
+    log.warning("MLflow's schema revision is %s, not %s: trials are written with MLflow's own calls (slower; "
+                "tests/test_sql_writes.py says whether the one-transaction writes still match)", revision, checked)
+    return False
 
 
 def _check_active(kind: str, name: str, stage: str | None) -> None:

@@ -65,6 +65,7 @@ class StoreWrites:
             self.store.update_run_info(run_id, RunStatus.from_string(status), get_current_time_millis(), None)
 
 
+@functools.cache  # MLflow keeps one store per URI and process; the statements are built once for it
 def store_writes(store: Any) -> RunWrites:
     """The fastest way ``store`` offers."""
     return SqlWrites.of(store) or StoreWrites(store)
