@@ -156,6 +156,34 @@ def test_the_project_s_server_takes_one_request_for_a_trial_s_start_and_one_for_
         assert json.loads(run.data.tags["proposed"]) == run.data.params
 
 
+def test_a_server_without_the_trial_routes_gets_mlflow_s_rest_calls(tracking_server, study_name, monkeypatch):
+    """As against a hosted MLflow or a plain ``mlflow server``: the trials are MLflow's REST calls."""
+    from requests.sessions import Session
+
+    from src.tracking import writes
+
+    monkeypatch.setattr(writes, "_trial_routes", lambda uri: None)
+    sent = collections.Counter()
+    send = Session.request
+
+    def counted(session, method, url, *args, **kwargs):
+        sent[urllib.parse.urlparse(url).path] += 1
+        return send(session, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "request", counted)
+
+    def epochs(params, trial):
+        trial.report(1, {"val_loss": params["x"]})
+        return params["x"] ** 2
+
+    result = optimize(epochs, SPACE, n_trials=3, study=study_name, tracking_uri=tracking_server, progress=False)
+    assert not [path for path in sent if path.startswith("/api/hpo/")]
+    assert sent["/api/2.0/mlflow/runs/create"] == 2 + 3  # the parent, the ledger and a run per trial
+    for run in children(tracking_server, result.parent_run_id):
+        assert run.info.status == "FINISHED" and run.data.tags["claimed"] == "true"
+        assert run.data.metrics["objective"] == pytest.approx(float(run.data.params["x"]) ** 2)
+
+
 @pytest.mark.parametrize("path", ["/api/hpo/1/version", "/api/2.0/mlflow/experiments/search?max_results=1"])
 def test_the_project_s_routes_keep_mlflow_s_guard_against_foreign_hosts(tracking_server, path):
     """The routes are served beside MLflow's middlewares, not behind them: its host check must still hold."""

@@ -60,7 +60,8 @@ class StoreWrites:
 
     def write(self, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[Param] = (),
               tags: Sequence[RunTag] = (), status: str | None = None) -> None:
-        self.store.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags))
+        if metrics or params or tags or status is None:  # with nothing to log, the status update is the write
+            self.store.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags))
         if status is not None:
             self.store.update_run_info(run_id, RunStatus.from_string(status), get_current_time_millis(), None)
 
