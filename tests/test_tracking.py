@@ -125,19 +125,24 @@ def test_a_study_tracks_to_an_http_tracking_server(tracking_server, study_name):
     assert artifacts == ["config.yaml"]
 
 
-def test_the_project_s_server_takes_one_request_for_a_trial_s_start_and_one_for_its_end(tracking_server, study_name,
-                                                                                        monkeypatch):
+@pytest.fixture
+def sent(monkeypatch):
+    """How many HTTP requests went to each path (every MLflow client call, and the trial routes, send this way)."""
     from requests.sessions import Session
 
-    sent = collections.Counter()
+    counts = collections.Counter()
     send = Session.request
 
     def counted(session, method, url, *args, **kwargs):
-        sent[urllib.parse.urlparse(url).path] += 1
+        counts[urllib.parse.urlparse(url).path] += 1
         return send(session, method, url, *args, **kwargs)
 
     monkeypatch.setattr(Session, "request", counted)
+    return counts
 
+
+def test_the_project_s_server_takes_one_request_for_a_trial_s_start_and_one_for_its_end(tracking_server, study_name,
+                                                                                        sent):
     def epochs(params, trial):
         for epoch in (1, 2):
             trial.report(epoch, {"val_loss": params["x"] / epoch})
@@ -156,21 +161,11 @@ def test_the_project_s_server_takes_one_request_for_a_trial_s_start_and_one_for_
         assert json.loads(run.data.tags["proposed"]) == run.data.params
 
 
-def test_a_server_without_the_trial_routes_gets_mlflow_s_rest_calls(tracking_server, study_name, monkeypatch):
+def test_a_server_without_the_trial_routes_gets_mlflow_s_rest_calls(tracking_server, study_name, monkeypatch, sent):
     """As against a hosted MLflow or a plain ``mlflow server``: the trials are MLflow's REST calls."""
-    from requests.sessions import Session
-
     from src.tracking import writes
 
     monkeypatch.setattr(writes, "_trial_routes", lambda uri: None)
-    sent = collections.Counter()
-    send = Session.request
-
-    def counted(session, method, url, *args, **kwargs):
-        sent[urllib.parse.urlparse(url).path] += 1
-        return send(session, method, url, *args, **kwargs)
-
-    monkeypatch.setattr(Session, "request", counted)
 
     def epochs(params, trial):
         trial.report(1, {"val_loss": params["x"]})
