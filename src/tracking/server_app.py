@@ -8,7 +8,7 @@ trial's start, and the two of its end, for one request each, written as a local 
 order on another), so exactly-once holds as it does on a local store. Clients ask ``VERSION_ROUTE`` first
 and use MLflow's REST API with a server that lacks them (``src.tracking.writes``).
 
-Served by ``python -m src.server``: uvicorn runs ``create_app``, MLflow's own app with these routes in front.
+Served by ``python -m src.server``: uvicorn runs ``create_app``, MLflow's own app with these routes beside it.
 """
 
 from __future__ import annotations
