@@ -100,6 +100,11 @@ def test_a_lost_claim_names_its_holder_and_a_failed_start_leaves_no_run(database
 
 def test_other_stores_and_other_schemas_get_mlflow_s_own_calls(store, monkeypatch, caplog):
     assert isinstance(store_writes(MlflowClient("http://127.0.0.1:9")._tracking_client.store), StoreWrites)
+    local = connect(store)._tracking_client.store
+    with monkeypatch.context() as old_sqlite:  # before 3.35: no INSERT ... RETURNING
+        old_sqlite.setattr(local.engine.dialect, "insert_executemany_returning", False)
+        assert SqlWrites.of(local) is None
+    assert isinstance(SqlWrites.of(local), SqlWrites)
     monkeypatch.setattr(sql_writes, "SCHEMA", "an-older-revision")
-    assert SqlWrites.of(connect(store)._tracking_client.store) is None
+    assert SqlWrites.of(local) is None
     assert "trials are written with MLflow's own calls" in caplog.text

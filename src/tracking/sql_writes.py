@@ -66,10 +66,11 @@ class SqlWrites:
 
     @classmethod
     def of(cls, store: object) -> SqlWrites | None:
-        """For MLflow's own SQL store on SQLite or PostgreSQL at the schema these writes were checked on; None
-        for any other (a subclass, such as the workspace-aware server store, scopes its queries in ways these
-        statements would not; another schema may hold what they do not write)."""
-        if type(store) is not SqlAlchemyStore or store.db_type not in DIALECTS:
+        """For MLflow's own SQL store on SQLite (3.35 or later: ``RETURNING``) or PostgreSQL at the schema these
+        writes were checked on; None for any other (a subclass, such as the workspace-aware server store, scopes
+        its queries in ways these statements would not; another schema may hold what they do not write)."""
+        if (type(store) is not SqlAlchemyStore or store.db_type not in DIALECTS
+                or not store.engine.dialect.insert_executemany_returning):
             return None
         return cls(store) if _checked_schema(SCHEMA) else None
 
