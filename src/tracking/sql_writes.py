@@ -53,6 +53,7 @@ class SqlWrites:
         self.store = store
         insert = DIALECTS[store.db_type].insert
         self.add_params = insert(SqlParam.__table__).on_conflict_do_nothing()  # a claim too: the loser adds none
+        self.add_new_params = self.add_params.returning(SqlParam.key)  # which were new
         self.add_metrics = insert(SqlMetric.__table__).on_conflict_do_nothing()
         tags = insert(SqlTag.__table__)
         self.set_tags = tags.on_conflict_do_update(index_elements=["key", "run_uuid"],
@@ -132,7 +133,7 @@ class SqlWrites:
         already there are read only when the insert meets one."""
         if not params:
             return
-        added = set(session.scalars(self.add_params.returning(SqlParam.key),
+        added = set(session.scalars(self.add_new_params,
                                     [{"run_uuid": run_id, "key": p.key, "value": p.value} for p in params]))
         if len(added) == len(params):
             return
