@@ -4,6 +4,8 @@ import io
 import itertools
 import math
 import random
+import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from src.errors import ConfigError
 from src.plots import pyplot
 from src.space import SearchSpace
-from src.strategies.factorial import DesignError, FactorialGrid, lenth_pse, plots
+from src.strategies.factorial import DesignError, FactorialGrid, lenth_pse, plots, tables
 from src.strategies.factorial.design import GENERATORS
 from src.trial import Direction, Trial, TrialState
 from tests.in_memory import drive
@@ -336,6 +338,48 @@ def test_later_renders_reuse_phase_1s_files_and_give_what_a_fresh_render_gives()
         assert files == fresh.artifacts(history[:end])
     phase1 = renders[0]
     assert all(files[name] is phase1[name] for files in renders[1:] for name in phase1)  # not drawn again
+
+
+def test_renders_beside_proposals_give_what_a_render_afterwards_gives(monkeypatch):
+    """The driver renders in a background thread while the main thread proposes. Here the render stops at each
+    table it writes until the main thread has proposed from another phase-1 outcome, whose analysis ``propose``
+    keeps: a render that read what ``propose`` keeps would show that outcome."""
+    strategy = factorial(BOWL)
+    strategy.fit_budget(40)
+    history = drive(strategy, bowl, budget=40)
+    other = [replace(t, value=t.value + 0.01 * t.number) for t in history]  # another phase 1, another grid
+    asked, resume = threading.Semaphore(0), threading.Semaphore(0)
+    markdown = tables.markdown
+
+    def handing_over(frame):
+        asked.release()
+        resume.acquire()
+        return markdown(frame)
+
+    monkeypatch.setattr(tables, "markdown", handing_over)
+    renders, errors = [], []
+
+    def render():
+        try:
+            renders.extend(strategy.artifacts(history) for _ in range(3))
+        except Exception as error:  # reported by the main thread
+            errors.append(error)
+
+    thread = threading.Thread(target=render)
+    thread.start()
+    while thread.is_alive():
+        waiting = asked.acquire(blocking=False)
+        strategy.propose(other, [strategy.n_phase1])
+        if waiting:  # the render goes on after this proposal
+            resume.release()
+    thread.join()
+    monkeypatch.undo()
+    assert errors == [] and len(renders) == 3
+    fresh = factorial(BOWL)
+    fresh.fit_budget(40)
+    expected = fresh.artifacts(history)
+    assert "grid/results.csv" in expected and "refine/rounds.md" in expected
+    assert all(files == expected for files in renders)
 
 
 def test_figures_drawn_off_pyplot_and_saved_with_one_draw_are_pyplot_s_bytes(monkeypatch):

@@ -1,6 +1,8 @@
 """Staged Student-t sampling on synthetic objectives with a known best combination."""
 
+import itertools
 import math
+import threading
 from collections import Counter
 
 import numpy as np
@@ -13,7 +15,7 @@ from src.config import validate
 from src.errors import ConfigError
 from src.space import SearchSpace
 from src.strategies import make_strategy
-from src.strategies.t_sampling import SUITED, Combination
+from src.strategies.t_sampling import SUITED, Combination, tables
 from src.trial import Direction, Trial, TrialState
 from tests.conftest import ROOT
 from tests.in_memory import drive
@@ -111,6 +113,46 @@ def test_stage_tables_and_heatmaps():
     assert all(files[name][:8] == b"\x89PNG\r\n\x1a\n" and len(files[name]) > 5000 for name in files
                if name.endswith(".png"))
     assert "Winner: nodes=6|layers=2|steps=10" in files["t_sampling/summary.md"]
+
+
+def test_renders_beside_proposals_give_what_a_render_afterwards_gives(monkeypatch):
+    """The driver renders in a background thread while the main thread proposes. Here the render stops at each
+    heatmap it saves until the main thread has proposed from the history without its last trials, which
+    ``propose`` reads into the ledger and analysis it keeps: a render that read those would show that history."""
+    strategy = t_sampling()
+    history = drive(strategy, loss)
+    asked, resume = threading.Semaphore(0), threading.Semaphore(0)
+    png = tables.png
+
+    def handing_over(fig, **options):
+        asked.release()
+        resume.acquire()
+        return png(fig, **options)
+
+    monkeypatch.setattr(tables, "png", handing_over)
+    renders, errors = [], []
+
+    def render():
+        try:
+            renders.extend(strategy.artifacts(history) for _ in range(3))
+        except Exception as error:  # reported by the main thread
+            errors.append(error)
+
+    thread = threading.Thread(target=render)
+    thread.start()
+    shorter = itertools.cycle((history[:-1], history[:-2]))
+    while thread.is_alive():
+        waiting = asked.acquire(blocking=False)
+        proposed = next(shorter)
+        strategy.propose(proposed, [len(proposed)])
+        if waiting:  # the render goes on after this proposal
+            resume.release()
+    thread.join()
+    monkeypatch.undo()
+    assert errors == [] and len(renders) == 3
+    expected = t_sampling().artifacts(history)
+    assert "t_sampling/summary.md" in expected
+    assert all(files == expected for files in renders)
 
 
 def test_bad_options_name_the_key():

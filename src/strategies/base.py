@@ -28,7 +28,15 @@ class Decision:
 
 
 class Strategy(ABC):
-    """Decides what to run next from the history alone; deterministic for a seed and a history."""
+    """Decides what to run next from the history alone; deterministic for a seed and a history.
+
+    **Threading.** The driver calls ``artifacts`` in a background thread while the main thread may be in
+    ``propose``, so ``artifacts(history)`` must give the same files whatever ``propose`` does meanwhile: it
+    reads only the history it is given and immutable snapshots (a frozen value ``propose`` left, replaced whole
+    and never changed, read once), never working state that ``propose`` changes in place (a cache, a ledger),
+    and writes nothing ``propose`` reads. Its tables and plots are functions of such a snapshot, not of the
+    strategy. Settings fixed before the study (``__init__``, ``fit_budget``) may be read from both.
+    """
 
     name: str = ""
 
@@ -46,7 +54,8 @@ class Strategy(ABC):
 
         File name -> text (CSV, markdown) or bytes (PNG). Called when trials have finished, at most
         every ``ARTIFACT_INTERVAL_S`` seconds and at the end of the study; only changed files are
-        uploaded again.
+        uploaded again. It runs in the driver's background thread, beside ``propose``, never beside
+        itself: see the class's threading rule.
         """
         return {}
 

@@ -12,7 +12,8 @@ refinement rounds around the best trial (beyond the paper). One module per job:
 - ``narrowing``: the rule that turns an effect into phase-2 values, the bounds, fitting the grid to
   a budget (and the paper's numbers);
 - ``refine``: the compass-search rounds that spend the budget the grid leaves (``refine: true``);
-- ``tables`` and ``plots``: the artifacts on the study's parent run;
+- ``tables`` and ``plots``: the artifacts on the study's parent run, functions of the frozen
+  ``snapshot`` the strategy hands them, so that the driver can draw them beside ``propose``;
 - ``strategy``: ``FactorialGrid``, the phases as trial numbers and the budget's choice of design.
 """
 

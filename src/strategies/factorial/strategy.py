@@ -49,9 +49,10 @@ from src.space import SearchSpace
 from src.strategies.base import Decision, Strategy
 from src.strategies.factorial import plots, tables
 from src.strategies.factorial.analysis import Analysis, DesignError, analyse
-from src.strategies.factorial.design import Design, fractions, label
+from src.strategies.factorial.design import Design, factors_of, fractions, label
 from src.strategies.factorial.narrowing import Narrowing
 from src.strategies.factorial.refine import Search, search
+from src.strategies.factorial.snapshot import FactorialSnapshot
 from src.trial import Direction, Proposal, Trial
 
 GRID_SHARE = 4  # the grid is owed n_trials // GRID_SHARE trials ...
@@ -211,75 +212,94 @@ class FactorialGrid(Design, Strategy):
                       self.direction)
 
     def analysis(self, history: Sequence[Trial]) -> Analysis | None:
-        """The fit and the grid, or None while a phase-1 trial is missing or still running."""
-        analysed = self._analysed(history)
-        return None if analysed is None else analysed[1]
+        """The fit and the grid, or None while a phase-1 trial is missing or still running; kept for the next call."""
+        fitted = self._fitted(history)
+        if fitted is None:
+            return None
+        self._cache = fitted
+        return fitted[1]
 
-    def _analysed(self, history: Sequence[Trial]) -> tuple[tuple, Analysis] | None:
+    def _fitted(self, history: Sequence[Trial]) -> tuple[tuple, Analysis] | None:
         """The analysis with its key, phase 1's (number, state, value): what it and phase 1's files depend on.
 
-        The pair is returned as made or found, not read back from the cache: the driver renders the files in
-        another thread than it proposes in, and both may fit the same phase 1 at once.
+        The pair kept last when it has the same key (read once: it is replaced whole, never changed), else a new
+        one, which only ``analysis`` keeps: ``artifacts`` runs beside ``propose`` and writes nothing it reads.
         """
         phase1 = {t.number: t for t in history if t.number < self.n_phase1}
         if len(phase1) < self.n_phase1 or any(not t.finished for t in phase1.values()):
             return None
         key = tuple((n, phase1[n].state, phase1[n].value) for n in range(self.n_phase1))
         cached = self._cache
-        if cached is None or cached[0] != key:
-            if any(phase1[r.number].params != r.params for r in self.runs):
-                raise DesignError(f"factorial_grid: phase 1 ran another design than {self.describe()}; fraction: auto "
-                                  f"chose it for another n_trials: resume with the study's n_trials, or set "
-                                  f"strategy.fraction to the design it ran")
-            cached = self._cache = (key, analyse(self, phase1, order=self.order, alpha=self.alpha,
-                                                 failed_rule=self.failed, direction=self.direction,
-                                                 narrowing=self.narrowing, room=self.grid_room))
-        return cached
+        if cached is not None and cached[0] == key:
+            return cached
+        if any(phase1[r.number].params != r.params for r in self.runs):
+            raise DesignError(f"factorial_grid: phase 1 ran another design than {self.describe()}; fraction: auto "
+                              f"chose it for another n_trials: resume with the study's n_trials, or set "
+                              f"strategy.fraction to the design it ran")
+        return key, analyse(self, phase1, order=self.order, alpha=self.alpha, failed_rule=self.failed,
+                            direction=self.direction, narrowing=self.narrowing, room=self.grid_room)
+
+    def snapshot(self, history: Sequence[Trial]) -> FactorialSnapshot | None:
+        """What the files are drawn from, or None while a phase-1 trial is missing or still running."""
+        fitted = self._fitted(history)
+        if fitted is None:
+            return None
+        key, analysis = fitted
+        return FactorialSnapshot(
+            key=key, analysis=analysis, factors=self.factors, runs=self.runs, design=self.describe(),
+            replicates=self.replicates, center_points=self.center_points, order=self.order, alpha=self.alpha,
+            failed=self.failed, direction=self.direction, non_significant=self.narrowing.non_significant,
+            room=self.room, grid_room=self.grid_room, largest_grid=self.largest_grid(), fraction=self.fraction,
+            relation=tuple(self.word(factors_of(w)) for w in self.defining_relation()),
+            pattern=self.word_length_pattern(), resolution=self.resolution(), generators=self.generator_list())
 
     def artifacts(self, history: Sequence[Trial]) -> dict[str, str | bytes]:
         """Phase 1: design, effects, aliases, narrowing, summary and plots; phase 2: the grid and its best.
 
+        Drawn from a ``FactorialSnapshot`` and ``history`` alone, beside ``propose`` (see ``Strategy.artifacts``).
         Phase 1's files (its plots are nearly all the time a render takes) are drawn once per phase-1 outcome
         and handed out again after that; the grid's and the rounds' tables, a few milliseconds, are made anew.
         """
-        analysed = self._analysed(history)
-        if analysed is None:
+        snapshot = self.snapshot(history)
+        if snapshot is None:
             return {}
-        key, analysis = analysed
-        by_number = {t.number: t for t in history}
-        explained = self._explained
-        if explained is None or explained[0] != key:
-            explained = self._explained = (key, self._phase1_files(analysis, by_number))
+        analysis, by_number = snapshot.analysis, {t.number: t for t in history}
+        explained = self._explained  # only renders, one at a time, read and write it
+        if explained is None or explained[0] != snapshot.key:
+            explained = self._explained = (snapshot.key, _phase1_files(snapshot, by_number))
         files = dict(explained[1])
-        grid_trials = [by_number[n] for n in range(self.n_phase1, self.n_phase1 + len(analysis.grid))
+        grid_trials = [by_number[n] for n in range(snapshot.n_phase1, snapshot.n_phase1 + len(analysis.grid))
                        if n in by_number and by_number[n].finished]
         if grid_trials:
-            results = tables.grid_table(analysis, self.n_phase1, by_number)
+            results = tables.grid_table(snapshot, by_number)
             files["grid/results.csv"] = results.to_csv(index=False)
             files["grid/results.md"] = tables.markdown(results) + "\n"
-            files["grid/best.md"] = tables.best(analysis, grid_trials, self.n_phase1, self.direction)
+            files["grid/best.md"] = tables.best(snapshot, grid_trials)
         rounds = self.rounds(history, analysis) if self.refining else None
         if rounds is not None and (rounds.rounds or rounds.stopped):
             files["refine/rounds.md"] = tables.rounds(rounds, by_number, self.direction)
         return files
 
-    def _phase1_files(self, analysis: Analysis, by_number: dict[int, Trial]) -> dict[str, str | bytes]:
-        design = tables.design_table(self, by_number)
-        narrowed = tables.narrowed(analysis)
-        files: dict[str, str | bytes] = {
-            "factorial/design.csv": design.to_csv(index=False),
-            "factorial/design.md": tables.markdown(design) + "\n",
-            "factorial/effects.csv": analysis.effects.to_csv(index=False),
-            "factorial/effects.md": tables.effects_md(analysis, self.direction, self.alpha),
-            "factorial/narrowed.csv": narrowed.to_csv(index=False),
-            "factorial/narrowed.md": tables.markdown(narrowed) + "\n\n" + tables.grid_line(self, analysis) + "\n",
-            "factorial/summary.md": tables.summary(self, analysis),
-            "factorial/pareto.png": plots.pareto(analysis, self.alpha),
-            "factorial/half_normal.png": plots.half_normal(analysis),
-            "factorial/main_effects.png": plots.main_effects(analysis, self.factors, self.direction),
-        }
-        if len(self.factors) > 1:
-            files["factorial/interactions.png"] = plots.interactions(analysis, self.factors)
-        if self.fraction:
-            files["factorial/aliases.md"] = tables.aliases(self, analysis)
-        return files
+
+def _phase1_files(snapshot: FactorialSnapshot, by_number: dict[int, Trial]) -> dict[str, str | bytes]:
+    """Phase 1's tables and plots: they change only with its outcome."""
+    analysis = snapshot.analysis
+    design = tables.design_table(snapshot, by_number)
+    narrowed = tables.narrowed(analysis)
+    files: dict[str, str | bytes] = {
+        "factorial/design.csv": design.to_csv(index=False),
+        "factorial/design.md": tables.markdown(design) + "\n",
+        "factorial/effects.csv": analysis.effects.to_csv(index=False),
+        "factorial/effects.md": tables.effects_md(snapshot),
+        "factorial/narrowed.csv": narrowed.to_csv(index=False),
+        "factorial/narrowed.md": tables.markdown(narrowed) + "\n\n" + tables.grid_line(snapshot) + "\n",
+        "factorial/summary.md": tables.summary(snapshot),
+        "factorial/pareto.png": plots.pareto(analysis, snapshot.alpha),
+        "factorial/half_normal.png": plots.half_normal(analysis),
+        "factorial/main_effects.png": plots.main_effects(analysis, snapshot.factors, snapshot.direction),
+    }
+    if len(snapshot.factors) > 1:
+        files["factorial/interactions.png"] = plots.interactions(analysis, snapshot.factors)
+    if snapshot.fraction:
+        files["factorial/aliases.md"] = tables.aliases(snapshot)
+    return files

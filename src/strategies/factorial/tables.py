@@ -1,21 +1,23 @@
-"""The factorial's tables and write-ups: design matrix, effects, aliases, summary, the grid and its best."""
+"""The factorial's tables and write-ups: design matrix, effects, aliases, summary, the grid and its best.
+
+Functions of a ``FactorialSnapshot`` and the history alone, never of the strategy: the driver renders them
+beside ``propose`` (see ``snapshot``).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from src.strategies.factorial.analysis import Analysis, measured
-from src.strategies.factorial.design import Design, factors_of, roman
+from src.strategies.factorial.design import roman
+from src.strategies.factorial.refine import Search
+from src.strategies.factorial.snapshot import FactorialSnapshot
 from src.trial import Direction, Trial
-
-if TYPE_CHECKING:
-    from src.strategies.factorial.refine import Search
-    from src.strategies.factorial.strategy import FactorialGrid
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -33,21 +35,21 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def design_table(design: Design, by_number: Mapping[int, Trial]) -> pd.DataFrame:
+def design_table(snapshot: FactorialSnapshot, by_number: Mapping[int, Trial]) -> pd.DataFrame:
     """One row per phase-1 run: its place in the design, coded and actual levels, state and objective."""
     rows = []
-    for run in design.runs:
+    for run in snapshot.runs:
         trial = by_number[run.number]
         rows.append({"trial": run.number, "phase": run.phase, "run": run.row, "replicate": run.replicate,
-                     **{f.letter: c for f, c in zip(design.factors, run.coded)}, **run.params,
+                     **{f.letter: c for f, c in zip(snapshot.factors, run.coded)}, **run.params,
                      "state": trial.state.value, "objective": trial.value if measured(trial) else np.nan})
     return pd.DataFrame(rows)
 
 
-def grid_table(analysis: Analysis, n_phase1: int, by_number: Mapping[int, Trial]) -> pd.DataFrame:
+def grid_table(snapshot: FactorialSnapshot, by_number: Mapping[int, Trial]) -> pd.DataFrame:
     """One row per phase-2 grid point, pending until its trial has run."""
-    rows = []
-    for point, params in enumerate(analysis.grid):
+    rows, n_phase1 = [], snapshot.n_phase1
+    for point, params in enumerate(snapshot.analysis.grid):
         trial = by_number.get(n_phase1 + point)
         rows.append({"trial": n_phase1 + point, "run": point, **params,
                      "state": trial.state.value if trial else "pending",
@@ -55,26 +57,29 @@ def grid_table(analysis: Analysis, n_phase1: int, by_number: Mapping[int, Trial]
     return pd.DataFrame(rows)
 
 
-def effects_md(analysis: Analysis, direction: Direction, alpha: float) -> str:
-    lines = [f"# Effects ({direction.value} the objective; effect = 2 x coefficient, coded units)", "",
+def effects_md(snapshot: FactorialSnapshot) -> str:
+    """The effects table with the fit's R^2, its error estimate and the significance threshold."""
+    analysis = snapshot.analysis
+    lines = [f"# Effects ({snapshot.direction.value} the objective; effect = 2 x coefficient, coded units)", "",
              markdown(analysis.effects), "",
              f"R^2 = {analysis.r_squared:.4f}, adjusted R^2 = {analysis.adj_r_squared:.4f}; error: "
-             f"{analysis.error}, {analysis.df:.4g} df; significant: p < {alpha} "
+             f"{analysis.error}, {analysis.df:.4g} df; significant: p < {snapshot.alpha} "
              f"(|t| > {analysis.threshold:.3f})."]
     return "\n".join(lines) + "\n"
 
 
-def summary(strategy: FactorialGrid, analysis: Analysis) -> str:
+def summary(snapshot: FactorialSnapshot) -> str:
     """The design, the fit and each factor's narrowing, in a few lines."""
+    analysis = snapshot.analysis
     failed = list(analysis.failed)
-    lines = [f"# factorial_grid: {strategy.direction.value} the objective", "",
-             f"- design: {strategy.describe()}; {strategy.replicates} replicate(s), {strategy.center_points} "
-             f"centre run(s); {strategy.n_phase1} phase-1 trials, {len(failed)} failed"
+    lines = [f"# factorial_grid: {snapshot.direction.value} the objective", "",
+             f"- design: {snapshot.design}; {snapshot.replicates} replicate(s), {snapshot.center_points} "
+             f"centre run(s); {snapshot.n_phase1} phase-1 trials, {len(failed)} failed"
              + (f" (trials {failed})" if failed else "")
-             + (", counted as the worst value" if failed and strategy.failed == "worst" else ""),
+             + (", counted as the worst value" if failed and snapshot.failed == "worst" else ""),
              "- factors: " + ", ".join(f"{f.letter} = {f.name} ({f.levels[0]} / {f.levels[1]})"
-                                       for f in strategy.factors),
-             f"- model: interactions up to order {strategy.order}"
+                                       for f in snapshot.factors),
+             f"- model: interactions up to order {snapshot.order}"
              + (f"; dropped (not estimable after failures): {', '.join(analysis.dropped)}"
                 if analysis.dropped else ""),
              f"- error: {analysis.error}, {analysis.df:.4g} df; R^2 = {analysis.r_squared:.4f}",
@@ -83,8 +88,7 @@ def summary(strategy: FactorialGrid, analysis: Analysis) -> str:
         row = analysis.effects.set_index("term").loc["curvature"]
         lines.append(f"- curvature (centre mean - factorial mean): {row['coefficient']:.6g}, t = {row['t']:.3f}, "
                      f"p = {row['p']:.4g} ({'significant' if row['significant'] else 'not significant'})")
-    lines.append(f"- narrowing: non-significant factors: {strategy.narrowing.non_significant}; "
-                 + grid_line(strategy, analysis))
+    lines.append(f"- narrowing: non-significant factors: {snapshot.non_significant}; " + grid_line(snapshot))
     for row in analysis.narrowed.itertuples():
         lines.append(f"  - {row.factor}: better level {row.better} (effect {row.effect:.4g}, p = {row.p:.4g}, "
                      f"{row.rule}) -> {list(row.values)}"
@@ -98,45 +102,46 @@ def narrowed(analysis: Analysis) -> pd.DataFrame:
                                        for column in ("values", "dropped")})
 
 
-def grid_line(strategy: FactorialGrid, analysis: Analysis) -> str:
+def grid_line(snapshot: FactorialSnapshot) -> str:
     """How big phase 2's grid is and, when the budget shrank it, from what and how."""
+    analysis = snapshot.analysis
     line = f"phase-2 grid: {len(analysis.grid)} points"
     full = math.prod(len(v) + len(d) for v, d in zip(analysis.narrowed["values"], analysis.narrowed["dropped"]))
-    if strategy.room == 0:
+    if snapshot.room == 0:
         return line + f" (n_trials leaves no trial after phase 1; the narrowed values make {full})"
     if full > len(analysis.grid):
         shrunk = [row.factor for row in analysis.narrowed.itertuples() if row.dropped]
-        return line + (f", shrunk from {full} to fit the {strategy.grid_room} trials n_trials leaves it: the "
+        return line + (f", shrunk from {full} to fit the {snapshot.grid_room} trials n_trials leaves it: the "
                        f"least significant factors gave up the values farthest from their better level "
                        f"({', '.join(shrunk)}; see dropped)")
-    most = strategy.largest_grid()
-    return line + f" (upper bound {most if strategy.grid_room is None else min(most, strategy.grid_room)})"
+    most = snapshot.largest_grid
+    return line + f" (upper bound {most if snapshot.grid_room is None else min(most, snapshot.grid_room)})"
 
 
-def aliases(design: Design, analysis: Analysis) -> str:
+def aliases(snapshot: FactorialSnapshot) -> str:
     """A fraction's generators, defining relation and each estimated term's alias chain."""
-    k, p = len(design.factors), design.fraction
-    words = [design.word(factors_of(w)) for w in design.defining_relation()]
-    pattern = ", ".join(f"A{n} = {count}" for n, count in enumerate(design.word_length_pattern(), start=3))
-    lines = [f"# Alias structure of the 2^({k}-{p}) design (resolution {roman(design.resolution())})", "",
-             "Generators: " + design.generator_list() + " (minimum aberration)", "",
+    k, p = len(snapshot.factors), snapshot.fraction
+    pattern = ", ".join(f"A{n} = {count}" for n, count in enumerate(snapshot.pattern, start=3))
+    lines = [f"# Alias structure of the 2^({k}-{p}) design (resolution {roman(snapshot.resolution)})", "",
+             "Generators: " + snapshot.generators + " (minimum aberration)", "",
              f"Word-length pattern: {pattern}",
-             "", "Defining relation: " + " = ".join(words), "",
-             "Factors: " + ", ".join(f"{f.letter} = {f.name}" for f in design.factors), "",
+             "", "Defining relation: " + " = ".join(snapshot.relation), "",
+             "Factors: " + ", ".join(f"{f.letter} = {f.name}" for f in snapshot.factors), "",
              "| estimated term | aliases |", "| --- | --- |"]
-    lines += [f"| {design.word(t.factors)} | {' = '.join(design.word(a) for a in t.aliases)} |"
-              for t in analysis.terms[1:]]
+    terms = snapshot.analysis.effects.iloc[1: len(snapshot.analysis.terms)]  # each term's word and alias chain
+    lines += [f"| {word} | {chain} |" for word, chain in zip(terms["word"], terms["aliases"])]
     return "\n".join(lines) + "\n"
 
 
-def best(analysis: Analysis, grid_trials: Sequence[Trial], n_phase1: int, direction: Direction) -> str:
+def best(snapshot: FactorialSnapshot, grid_trials: Sequence[Trial]) -> str:
     """The grid's best trial so far, beside the best phase-1 run."""
+    analysis = snapshot.analysis
     done = [t for t in grid_trials if measured(t)]
     lines = ["# Best configuration of the grid", "",
              f"{len(grid_trials)} of {len(analysis.grid)} grid trials finished, {len(done)} with a value."]
     if done:
-        winner = min(done, key=lambda t: (direction.loss(t.value), t.number))
-        lines += ["", f"Best: trial {winner.number} (grid point {winner.number - n_phase1}), objective "
+        winner = min(done, key=lambda t: (snapshot.direction.loss(t.value), t.number))
+        lines += ["", f"Best: trial {winner.number} (grid point {winner.number - snapshot.n_phase1}), objective "
                   f"{winner.value:.6g}", "", "| parameter | value |", "| --- | --- |"]
         lines += [f"| {name} | {value} |" for name, value in winner.params.items()]
     run, value = analysis.best

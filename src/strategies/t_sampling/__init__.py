@@ -41,7 +41,8 @@ Beyond the paper (options, off by default):
   losses, largest first), so the first stages prune on the factors that matter most.
 
 Modules: ``stages`` (combinations, stages, the ledger of finished trials that keeps proposals fast),
-``plan`` (the budget), ``tables`` (the artifacts) and ``strategy`` (``TSampling``).
+``plan`` (the budget), ``tables`` (the artifacts, drawn from the frozen ``snapshot`` the strategy hands
+them, so that the driver can draw them beside ``propose``) and ``strategy`` (``TSampling``).
 """
 
 from src.strategies.t_sampling.stages import Combination, Stage

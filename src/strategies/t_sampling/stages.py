@@ -87,6 +87,13 @@ class Samples:
         return Samples(**arrays)
 
 
+def in_flight(history: Sequence[Trial]) -> Counter[tuple[int, str]]:
+    """The running trials per (stage, combination)."""
+    running = TrialState.RUNNING
+    return Counter((int(t.tags["stage"]), t.tags.get("combination", ""))
+                   for t in history if t.state is running and "stage" in t.tags)
+
+
 def criterion(samples: Samples, minimum: int) -> float:
     """The lowest mean loss among combinations with at least ``minimum`` values."""
     return float(samples.mean[samples.n >= minimum].min(initial=math.inf))

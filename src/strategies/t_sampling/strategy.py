@@ -17,7 +17,8 @@ from src.space import Choice, Params, SearchSpace
 from src.strategies.base import Decision, Strategy
 from src.strategies.t_sampling import tables
 from src.strategies.t_sampling.plan import LEAST_SAMPLES, Plan, fit, worst_case
-from src.strategies.t_sampling.stages import PILOT, Combination, Ledger, Samples, Stage, criterion, key_of
+from src.strategies.t_sampling.snapshot import Judged, TSamplingSnapshot
+from src.strategies.t_sampling.stages import PILOT, Combination, Ledger, Samples, Stage, criterion, in_flight, key_of
 from src.trial import Direction, Proposal, Trial, TrialState
 
 # The command lines whose spaces are all choices (conf/space/lstm.yaml, Table 1 of seed 000), named when
@@ -159,26 +160,25 @@ class TSampling(Strategy):
 
     def _read(self, history: Sequence[Trial]) -> tuple[Analysis, Counter[tuple[int, str]]]:
         """The finished trials' analysis (cached until they change) and the running trials per (stage, combination)."""
-        running = TrialState.RUNNING
-        busy = Counter((int(t.tags["stage"]), t.tags.get("combination", ""))
-                       for t in [t for t in history if t.state is running] if "stage" in t.tags)
+        busy = in_flight(history)
         with self._lock:
             if self._ledger.update(history) or self._analysis is None:
-                self._analysis = self._analyse()
+                self._analysis = self._analyse(self._ledger, self._built)
             return self._analysis, busy
 
-    def _analyse(self) -> Analysis:
-        pilot = self._ledger.pilot_trials()
+    def _analyse(self, ledger: Ledger, cache: dict[int, _Built]) -> Analysis:
+        """The stages read off ``ledger``; ``cache`` keeps each stage as built, for the next call to patch."""
+        pilot = ledger.pilot_trials()
         order = self._order(pilot)
         if order is None:
             return Analysis(None)
         plan, used = self._plan(), len(pilot)
         stages, views, parents = [], [], ()
         for number in range(1, len(order)):
-            used += self._ledger.totals[number]
+            used += ledger.totals[number]
             last = number == len(order) - 1
             keep = None if last else plan.keep(used, [len(self.space[name].values) for name in order[number + 1:]])
-            stage, view = self._stage(number, order, parents, keep)
+            stage, view = self._stage(ledger, cache, number, order, parents, keep)
             stages.append(stage)
             views.append(view)
             if not view.done or last or not view.survivors:
@@ -186,12 +186,12 @@ class TSampling(Strategy):
             parents = tuple(stage.combinations[i].fixed for i in view.survivors)
         return Analysis(order, tuple(stages), tuple(views))
 
-    def _stage(self, number: int, order: tuple[str, ...], parents: tuple[Params, ...],
-               keep: int | None) -> tuple[Stage, View]:
+    def _stage(self, ledger: Ledger, cache: dict[int, _Built], number: int, order: tuple[str, ...],
+               parents: tuple[Params, ...], keep: int | None) -> tuple[Stage, View]:
         """A stage and its view; when only some of its combinations' trials changed, patched where they did."""
         base = order, tuple(key_of(p) for p in parents)
-        changes = self._ledger.changes.get(number, [])
-        built = self._built.get(number)
+        changes = ledger.changes.get(number, [])
+        built = cache.get(number)
         if built is not None and built.base == base and built.version == len(changes) and built.stage.keep == keep:
             return built.stage, built.view
         names = order[: number + 1]
@@ -199,13 +199,13 @@ class TSampling(Strategy):
             index, combinations = built.view.index, list(built.stage.combinations)
             changed = {index[key]: key for key in set(changes[built.version:]) if key in index}
             for i, key in changed.items():
-                combinations[i] = self._ledger.combination(number, combinations[i].fixed, key)
+                combinations[i] = ledger.combination(number, combinations[i].fixed, key)
             samples = built.samples.updated({i: combinations[i] for i in changed})
         else:
             fixed = ([dict(zip(names, values)) for values in itertools.product(*(self.space[n].values for n in names))]
                      if number == 1 else [{**p, names[-1]: v} for p in parents for v in self.space[names[-1]].values])
             index = {key_of(f): i for i, f in enumerate(fixed)}
-            combinations = [self._ledger.combination(number, f, k) for f, k in zip(fixed, index)]
+            combinations = [ledger.combination(number, f, k) for f, k in zip(fixed, index)]
             samples = Samples.of(combinations)
         stage = Stage(number, names, tuple(combinations), keep)
         plan = self._plan()
@@ -217,7 +217,7 @@ class TSampling(Strategy):
         ranked = np.flatnonzero(wants)[np.argsort(samples.scheduled[wants], kind="stable")].tolist()
         view = View(index, samples.scheduled.tolist(), wants.tolist(), ranked,
                     [] if ranked else self._survivors(samples, keep))
-        self._built[number] = _Built(base, len(changes), stage, view, samples)
+        cache[number] = _Built(base, len(changes), stage, view, samples)
         return stage, view
 
     def _order(self, pilot: list[Trial]) -> tuple[str, ...] | None:
@@ -248,10 +248,14 @@ class TSampling(Strategy):
     def progress(self, history: Sequence[Trial]) -> tuple[list[Stage], tuple[str, ...] | None, bool]:
         """The stages so far (those before the last are complete), the order used (None while piloting), and
         whether the last is complete."""
-        analysis, running = self._read(history)
+        return self._progress(*self._read(history))
+
+    @classmethod
+    def _progress(cls, analysis: Analysis,
+                  running: Counter[tuple[int, str]]) -> tuple[list[Stage], tuple[str, ...] | None, bool]:
         if analysis.order is None:
             return [], None, False
-        current, busy = self._current(analysis, running)
+        current, busy = cls._current(analysis, running)
         stages = list(analysis.stages[: current + 1])
         stages[-1] = replace(stages[-1], combinations=tuple(
             replace(c, scheduled=c.scheduled + busy[i], running=busy[i]) if i in busy else c
@@ -265,7 +269,10 @@ class TSampling(Strategy):
 
     def winner(self, history: Sequence[Trial]) -> Combination | None:
         """The best combination of the last stage, once the study is done."""
-        stages, order, complete = self.progress(history)
+        return self._winner(*self.progress(history))
+
+    @staticmethod
+    def _winner(stages: list[Stage], order: tuple[str, ...] | None, complete: bool) -> Combination | None:
         if order is None or len(stages) < len(order) - 1 or not complete:
             return None
         return min(stages[-1].combinations, key=lambda c: c.mean, default=None)
@@ -307,6 +314,23 @@ class TSampling(Strategy):
 
     # -- explaining ------------------------------------------------------------------------------
 
+    def snapshot(self, history: Sequence[Trial]) -> TSamplingSnapshot:
+        """What the files show for ``history``, read on a ledger of its own, not on the one ``propose`` updates."""
+        ledger = Ledger(self.direction)
+        ledger.update(history)
+        stages, order, complete = self._progress(self._analyse(ledger, {}), in_flight(history))
+        judged = []
+        for stage in stages:
+            samples = Samples.of(stage.combinations)
+            p = self.probabilities(samples.n, samples.mean, samples.sd, criterion(samples, LEAST_SAMPLES))
+            kept = tuple(stage.combinations[i].key for i in self._survivors(samples, stage.keep))
+            judged.append(Judged(stage, tuple(p.tolist()), kept))
+        return TSamplingSnapshot(order, tuple(judged), complete, self._winner(stages, order, complete), len(history),
+                                 self.alpha, self.direction)
+
     def artifacts(self, history: Sequence[Trial]) -> dict[str, str | bytes]:
-        """Per stage: the table of Tables 2-3 (mean, sd, n, probability, decision) and a heatmap."""
-        return tables.artifacts(self, history)
+        """Per stage: the table of Tables 2-3 (mean, sd, n, probability, decision) and a heatmap.
+
+        Drawn from a ``TSamplingSnapshot`` of ``history`` alone, beside ``propose`` (see ``Strategy.artifacts``).
+        """
+        return tables.artifacts(self.snapshot(history))

@@ -1,56 +1,52 @@
-"""t_sampling's artifacts: per stage the table of the paper's Tables 2-3 and a heatmap; a summary at the end."""
+"""t_sampling's artifacts: per stage the table of the paper's Tables 2-3 and a heatmap; a summary at the end.
+
+Functions of a ``TSamplingSnapshot`` alone, never of the strategy: the driver renders them beside ``propose``
+(see ``snapshot``).
+"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from src.plots import png, pyplot
-from src.strategies.t_sampling.stages import Combination, Samples, Stage, criterion
-from src.trial import Direction, Trial
-
-if TYPE_CHECKING:
-    from src.strategies.t_sampling.strategy import TSampling
+from src.strategies.t_sampling.snapshot import Judged, TSamplingSnapshot
+from src.strategies.t_sampling.stages import Combination, Stage
+from src.trial import Direction
 
 
-def artifacts(strategy: TSampling, history: Sequence[Trial]) -> dict[str, str | bytes]:
-    stages, order, complete = strategy.progress(history)
+def artifacts(snapshot: TSamplingSnapshot) -> dict[str, str | bytes]:
     files: dict[str, str | bytes] = {}
-    for stage in stages if complete else stages[:-1]:
-        table = stage_table(strategy, stage)
-        files[f"t_sampling/stage{stage.number}.csv"] = table.to_csv(index=False)
-        files[f"t_sampling/stage{stage.number}.png"] = heatmap(strategy, stage, table)
-    best = strategy.winner(history)
-    if best is not None and order is not None:
-        files["t_sampling/summary.md"] = summary(strategy, stages, order, best, len(history))
+    for judged in snapshot.stages if snapshot.complete else snapshot.stages[:-1]:
+        number = judged.stage.number
+        table = stage_table(snapshot, judged)
+        files[f"t_sampling/stage{number}.csv"] = table.to_csv(index=False)
+        files[f"t_sampling/stage{number}.png"] = heatmap(snapshot, judged.stage, table)
+    if snapshot.winner is not None and snapshot.order is not None:
+        files["t_sampling/summary.md"] = summary(snapshot)
     return files
 
 
-def stage_table(strategy: TSampling, stage: Stage) -> pd.DataFrame:
+def stage_table(snapshot: TSamplingSnapshot, judged: Judged) -> pd.DataFrame:
     """One row per combination: n, mean, sd, P(< criterion) and the decision; ``dropped (budget)`` marks a
     survivor the budget could not carry into the next stage."""
-    samples = Samples.of(stage.combinations)
-    probabilities = strategy.probabilities(samples.n, samples.mean, samples.sd, criterion(samples, 2))
-    last = stage.number == len(strategy.order) - 1
-    chosen = {c.key for c in ([min(stage.combinations, key=lambda c: c.mean)] if last else
-                              strategy.survivors(stage))}
-    sign = 1.0 if strategy.direction is Direction.MINIMIZE else -1.0
+    stage = judged.stage
+    last = stage.number == len(snapshot.order) - 1
+    chosen = {min(stage.combinations, key=lambda c: c.mean).key} if last else set(judged.survivors)
+    sign = 1.0 if snapshot.direction is Direction.MINIMIZE else -1.0
 
     def decision(c: Combination, p: float) -> str:
         if last:
             return "winner" if c.key in chosen else "-"
         if c.key in chosen:
             return "kept"
-        return "dropped (budget)" if p >= strategy.alpha else "dropped"
+        return "dropped (budget)" if p >= snapshot.alpha else "dropped"
 
     return pd.DataFrame([{**c.fixed, "n": len(c.losses), "mean": sign * c.mean, "sd": c.sd, "probability": p,
-                          "decision": decision(c, p)} for c, p in zip(stage.combinations, probabilities.tolist())])
+                          "decision": decision(c, p)} for c, p in zip(stage.combinations, judged.probabilities)])
 
 
-def heatmap(strategy: TSampling, stage: Stage, table: pd.DataFrame) -> bytes:
+def heatmap(snapshot: TSamplingSnapshot, stage: Stage, table: pd.DataFrame) -> bytes:
     plt = pyplot()
     column = stage.names[-1]
     rows = [name for name in stage.names if name != column]
@@ -58,11 +54,11 @@ def heatmap(strategy: TSampling, stage: Stage, table: pd.DataFrame) -> bytes:
     means = table.pivot(index="row", columns=column, values="mean")
     probs = table.pivot(index="row", columns=column, values="probability")
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * means.shape[1], 1.2 + 0.5 * means.shape[0]))
-    image = ax.imshow(means.to_numpy(dtype=float), cmap="viridis_r" if strategy.direction is Direction.MINIMIZE
+    image = ax.imshow(means.to_numpy(dtype=float), cmap="viridis_r" if snapshot.direction is Direction.MINIMIZE
                       else "viridis", aspect="auto")
     for (i, j), value in np.ndenumerate(means.to_numpy(dtype=float)):
         ax.text(j, i, f"{value:.4g}\np={probs.iat[i, j]:.3f}", ha="center", va="center", fontsize=7,
-                color="white" if probs.iat[i, j] < strategy.alpha else "black")
+                color="white" if probs.iat[i, j] < snapshot.alpha else "black")
     ax.set_xticks(range(means.shape[1]), [str(c) for c in means.columns])
     ax.set_yticks(range(means.shape[0]), list(means.index))
     ax.set_xlabel(column)
@@ -72,15 +68,16 @@ def heatmap(strategy: TSampling, stage: Stage, table: pd.DataFrame) -> bytes:
     return png(fig, dpi=110)
 
 
-def summary(strategy: TSampling, stages: list[Stage], order: tuple[str, ...], best: Combination,
-            trainings: int) -> str:
-    sign = 1.0 if strategy.direction is Direction.MINIMIZE else -1.0
+def summary(snapshot: TSamplingSnapshot) -> str:
+    order, best = snapshot.order, snapshot.winner
+    sign = 1.0 if snapshot.direction is Direction.MINIMIZE else -1.0
     lines = [f"# t_sampling: order {', '.join(order)}", "",
              "| stage | combinations | kept | trainings |", "| --- | --- | --- | --- |"]
-    for stage in stages:
-        kept = len(strategy.survivors(stage)) if stage.number < len(order) - 1 else "-"
+    for judged in snapshot.stages:
+        stage = judged.stage
+        kept = len(judged.survivors) if stage.number < len(order) - 1 else "-"
         lines.append(f"| {stage.number} | {len(stage.combinations)} | {kept} | "
                      f"{sum(c.scheduled for c in stage.combinations)} |")
     lines += ["", f"Winner: {best.key} (mean objective {sign * best.mean:.6g} over {len(best.losses)} samples); "
-              f"{trainings} trainings in all."]
+              f"{snapshot.trainings} trainings in all."]
     return "\n".join(lines) + "\n"
