@@ -1,78 +1,73 @@
-"""Checks on the composed Hydra config, run before anything is tracked.
+"""The study a composed Hydra config describes, checked before anything is tracked.
 
 Every failure is a ``ConfigError`` naming the dotted key, so the CLI can print one line and exit 2.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
-import functools
+import inspect
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
-from src.execution import DEVICE, make_executor
-from src.pruning import Pruner
-from src.resolvers import PROJECT_ROOT
+from src.execution import make_executor
 from src.space import SearchSpace
-from src.strategies import make_strategy
-from src.trial import Direction
+from src.study_config import StudyConfig, integer
+from src.tracking import check
 
 STUDY_KEYS = ("dataset", "model", "trainer", "objective")  # with seed, space and strategy: what a study is
 NOT_STUDY_KEYS = {"dataset": ("download",)}  # settings that do not change results
+# The StudyConfig fields a Hydra config sets as they are, and the keys they are read from (and named by in errors).
+HYDRA_KEYS = {"strategy": "strategy.name", "n_trials": "n_trials", "direction": "objective.direction",
+              "metric": "objective.metric", "seed": "seed", "study": "study", "tracking_uri": "tracking.uri",
+              "experiment": "tracking.experiment", "device": "device", "progress": "progress", "fresh": "fresh",
+              "max_retries": "max_retries", "retry_failed": "retry_failed",
+              "heartbeat_interval_s": "heartbeat.interval_s", "stale_after_s": "heartbeat.stale_after_s",
+              "log_models": "tracking.log_models", "system_metrics": "tracking.system_metrics"}
 # Parameters of the code that reads a group which its caller fills itself, not from the group's keys:
 # TrainingObjective calls fit(model, data, device=, seed=, report=, [first_epoch=,] **trainer),
 # build_model calls Architecture(input_shape=, num_outputs=, **model) and load_dataset calls
 # loader(root=, cache=, seed=, **dataset).
 CALLER_FILLED = {"trainer": {"model", "data", "device", "seed", "report", "first_epoch"},
-                 "model": {"self", "input_shape", "num_outputs"}, "dataset": {"root", "cache", "seed"}}
+                 "model": {"input_shape", "num_outputs"}, "dataset": {"root", "cache", "seed"}}
 
 
-def validate(cfg: DictConfig) -> SearchSpace:
-    """Check every value a study depends on and return the search space it defines.
+def study_config(cfg: DictConfig) -> StudyConfig:
+    """The study ``cfg`` describes, checked once: here what only a Hydra config has (the training settings, the
+    keys the space tunes), the rest by building the ``StudyConfig``, whose errors are named by their Hydra keys.
 
-    ``optimize`` checks ``n_trials`` again for the Python API; checking it here too lets a comparison
-    refuse a bad variant before its first study trains.
+    The tracking store is checked too (``src.tracking.check``: loads no MLflow, creates nothing). The keys
+    nothing reads are looked for last: that needs the training code's signatures, and so torch (about 4 s),
+    while every other mistake comes back in about 2 s.
     """
-    _integer(cfg, "seed")
-    if cfg.n_trials is not None:
-        _integer(cfg, "n_trials", minimum=1)
-    _integer(cfg, "trainer.epochs", minimum=0)
-    _integer(cfg, "trainer.batch_size", minimum=1)
-    _read_keys_only(cfg)
-    if not str(cfg.study).strip():
-        raise ConfigError("study", "the study name must not be empty")
-    if not DEVICE.match(str(cfg.device)):
-        raise ConfigError("device", f"expected auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
-    try:
-        direction = Direction(cfg.objective.direction)
-    except ValueError:
-        raise ConfigError("objective.direction",
-                          f"must be minimize or maximize, got {cfg.objective.direction!r}") from None
+    for key, minimum in (("trainer.epochs", 0), ("trainer.batch_size", 1)):
+        integer(key, OmegaConf.select(cfg, key), minimum)
     space = SearchSpace.from_config(OmegaConf.to_container(cfg.space, resolve=True))
     for name in space:
         if not _exists(cfg, name):
             raise ConfigError(f"space.{name}", f"there is no config key {name!r} for this parameter to set")
-    strategy = make_strategy(cfg.strategy.name, space, cfg.seed, direction, options(cfg.strategy))
-    if cfg.n_trials is not None:
-        strategy.fit_budget(cfg.n_trials)
-    make_executor(cfg.executor.name, options(cfg.executor))
     try:
-        Pruner(**OmegaConf.to_container(cfg.pruner, resolve=True))
-    except TypeError as error:
-        raise ConfigError("pruner", str(error)) from None
-    _integer(cfg, "max_retries", minimum=0)
-    if not isinstance(cfg.retry_failed, bool):
-        raise ConfigError("retry_failed", f"must be true or false, got {cfg.retry_failed!r}")
-    for key in ("heartbeat.interval_s", "heartbeat.stale_after_s"):
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ConfigError(key, f"must be a positive number of seconds, got {value!r}")
-    if not cfg.heartbeat.stale_after_s > 2 * cfg.heartbeat.interval_s:
-        raise ConfigError("heartbeat.stale_after_s", "must exceed twice heartbeat.interval_s")
-    return space
+        config = StudyConfig(
+            space, **{name: OmegaConf.select(cfg, key) for name, key in HYDRA_KEYS.items()},
+            strategy_options=options(cfg.strategy), executor=make_executor(cfg.executor.name, options(cfg.executor)),
+            config=_identity(cfg), config_text=OmegaConf.to_yaml(cfg, resolve=True),
+            tags={"dataset": cfg.dataset.name, "model": cfg.model.name},
+            pruner=OmegaConf.to_container(cfg.pruner, resolve=True))
+    except ConfigError as error:
+        if HYDRA_KEYS.get(error.key, error.key) == error.key:
+            raise
+        raise ConfigError(HYDRA_KEYS[error.key], str(error).removeprefix(f"{error.key}: ")) from None
+    check(config.tracking_uri)
+    _read_keys_only(cfg)
+    return config
+
+
+def validate(cfg: DictConfig) -> SearchSpace:
+    """Check ``cfg`` as ``study_config`` does and return its search space: for callers that only check (a
+    comparison checks every variant before its first study trains)."""
+    return study_config(cfg).space
 
 
 def options(node: DictConfig) -> dict[str, Any]:
@@ -80,7 +75,7 @@ def options(node: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
 
 
-def study_config(cfg: DictConfig) -> dict[str, Any]:
+def _identity(cfg: DictConfig) -> dict[str, Any]:
     """The parts of the config that define a study besides space, strategy and seed."""
     config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in STUDY_KEYS}
     for key, dropped in NOT_STUDY_KEYS.items():
@@ -92,16 +87,20 @@ def study_config(cfg: DictConfig) -> dict[str, Any]:
 def accepted_keys(cfg: DictConfig) -> dict[str, set[str]]:
     """The keys the training code reads from ``trainer``, ``model`` and ``dataset`` under this config.
 
-    Derived from the signatures of what reads them (``fit``, the ``model.arch``'s class, the
-    ``dataset.name``'s loader), so a new option is accepted as soon as it exists. The signatures are
-    read from the source rather than imported, because those modules import torch and a config
-    mistake should come back in seconds.
+    They are the parameters of what reads them (``fit``, the ``model.arch``'s class, the ``dataset.name``'s
+    loader), so a new option is accepted as soon as it exists. Reading the signatures imports the training
+    code and torch, which a study loads next anyway.
     """
-    meta_keys = _literal("src.training.objective", "DATASET_META_KEYS")
-    readers = {"trainer": (set(), ("src.training.loop", "fit")),
-               "model": ({"name", "arch"}, _entry("src.models", "ARCHITECTURES", cfg, "model.arch")),
-               "dataset": (set(meta_keys), _entry("src.data", "LOADERS", cfg, "dataset.name"))}
-    return {group: own | (_parameters(*reader) - CALLER_FILLED[group]) for group, (own, reader) in readers.items()}
+    from src.data import LOADERS
+    from src.models import ARCHITECTURES
+    from src.training.loop import fit
+    from src.training.objective import DATASET_META_KEYS
+
+    readers = {"trainer": (set(), fit),
+               "model": ({"name", "arch"}, _entry(ARCHITECTURES, cfg, "model.arch")),
+               "dataset": (set(DATASET_META_KEYS), _entry(LOADERS, cfg, "dataset.name"))}
+    return {group: own | (set(inspect.signature(reader).parameters) - CALLER_FILLED[group])
+            for group, (own, reader) in readers.items()}
 
 
 def _read_keys_only(cfg: DictConfig) -> None:
@@ -116,49 +115,12 @@ def _read_keys_only(cfg: DictConfig) -> None:
                 raise ConfigError(f"{group}.{key}", f"no such setting ({hint})")
 
 
-def _entry(module: str, mapping: str, cfg: DictConfig, key: str) -> tuple[str, str]:
-    """Where the function or class that ``mapping`` (a dict literal in ``module``) gives for ``cfg``'s ``key`` is."""
-    where, node = _definition(module, mapping)
-    entries = {k.value: v.id for k, v in zip(node.keys, node.values)}
+def _entry(registry: dict[str, Any], cfg: DictConfig, key: str) -> Any:
+    """What ``registry`` holds for ``cfg``'s ``key`` (an architecture, a loader)."""
     value = OmegaConf.select(cfg, key)
-    if value not in entries:
-        raise ConfigError(key, f"{value!r} is not one of {sorted(entries)}")
-    return where, entries[value]
-
-
-def _parameters(module: str, name: str) -> set[str]:
-    """The parameter names of function ``name`` (or class ``name``'s ``__init__``) in ``module``."""
-    _, node = _definition(module, name)
-    if isinstance(node, ast.ClassDef):
-        node = next(n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
-    args = node.args
-    return {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
-
-
-def _literal(module: str, name: str) -> Any:
-    return ast.literal_eval(_definition(module, name)[1])
-
-
-def _definition(module: str, name: str) -> tuple[str, ast.AST]:
-    """The module that defines ``name`` (following ``from ... import``) and its definition or assigned value."""
-    for node in _source(module).body:
-        if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name == name:
-            return module, node
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-            return module, node.value
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
-            return module, node.value
-        if isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                if (alias.asname or alias.name) == name:
-                    return _definition(node.module, alias.name)
-    raise LookupError(f"{name} is not defined in {module}")
-
-
-@functools.cache
-def _source(module: str) -> ast.Module:
-    path = PROJECT_ROOT.joinpath(*module.split("."))
-    return ast.parse((path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text())
+    if value not in registry:
+        raise ConfigError(key, f"{value!r} is not one of {sorted(registry)}")
+    return registry[value]
 
 
 def _exists(cfg: DictConfig, dotted: str) -> bool:
@@ -168,11 +130,3 @@ def _exists(cfg: DictConfig, dotted: str) -> bool:
             return False
         node = node[part]
     return True
-
-
-def _integer(cfg: DictConfig, key: str, minimum: int | None = None) -> None:
-    value = OmegaConf.select(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(key, f"must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(key, f"must be >= {minimum}, got {value}")

@@ -1,8 +1,9 @@
 """The Python API: ``optimize`` runs a tracked, resumable study of any objective.
 
-It checks its arguments, opens (or reopens) the study's parent run and hands the loop to
-``src.driver``. Several processes may call it with the same study at once: each trial number
-still runs once, and a trial whose process died runs again.
+It checks its arguments by building a ``StudyConfig``; ``run_study`` (the CLI's entry too) opens
+(or reopens) the study's parent run and hands the loop to ``src.driver``. Several processes may
+call it with the same study at once: each trial number still runs once, and a trial whose process
+died runs again.
 """
 
 from __future__ import annotations
@@ -17,18 +18,16 @@ from functools import partial
 from typing import Any
 
 from src.driver import Driver, Liveness
-from src.errors import ConfigError, Terminated
-from src.execution import LOG_MODELS, Executor, Objective, TrialJob, make_executor, resolve_device
+from src.errors import Terminated
+from src.execution import Executor, Objective, TrialJob, resolve_device
 from src.pruning import Pruner
 from src.space import SearchSpace
-from src.strategies import make_strategy
+from src.study_config import DEFAULT_TRACKING_URI, StudyConfig
 from src.tracking import StudySpec, Tracker, flatten
 from src.tracking.lineage import DataVersion
-from src.trial import Direction, Trial, best_trial
+from src.trial import Trial, best_trial
 
 _log = logging.getLogger(__name__)
-
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 @dataclass(frozen=True)
@@ -100,48 +99,46 @@ def optimize(
     and the study's best one is registered under the study's name with the alias ``best``.
     ``system_metrics`` logs MLflow's CPU, memory and GPU metrics on each trial's run.
     """
-    space = space if isinstance(space, SearchSpace) else SearchSpace.from_config(space)
-    try:
-        goal = Direction(direction)
-    except ValueError:
-        raise ConfigError("direction", f"must be 'minimize' or 'maximize', got {direction!r}") from None
-    chosen = make_strategy(strategy, space, seed, goal, strategy_options)
-    if n_trials is not None:
-        note = chosen.fit_budget(n_trials)
-        if note:
-            _log.warning(f"strategy {strategy!r}, n_trials={n_trials}: {note}")
-    most = chosen.max_trials()
-    budget = _budget(n_trials, most, strategy)
-    if n_trials is not None:
-        if most is not None and most < n_trials:  # one line, and the study runs what the strategy allows
-            _log.warning(f"strategy {strategy!r} finishes after {most} trials, fewer than n_trials={n_trials}: its "
-                         "own options say so (the BOs: n_initial + n_iterations; a grid: its points)")
-    stopper = pruner if isinstance(pruner, Pruner) else Pruner(**(pruner or {}))
-    if stopper.active and metric is None:
-        raise ConfigError("metric", "a pruner watches the objective's metric: name it (metric=...)")
-    liveness = _liveness(heartbeat_interval_s, stale_after_s, poll_interval_s)
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigError("max_retries", f"must be an integer >= 0, got {max_retries!r}")
-    device = resolve_device(device)
-    if log_models not in LOG_MODELS:
-        raise ConfigError("log_models", f"must be one of {', '.join(LOG_MODELS)}, got {log_models!r}")
-    runner = make_executor(executor) if isinstance(executor, str) else executor
-    name = study or f"{strategy}-{getattr(objective, '__name__', type(objective).__name__)}"
-    identity = {"seed": seed, "direction": goal.value, "metric": metric or "",
-                "strategy": {"name": strategy, **(strategy_options or {})}, "space": space.describe(), **(config or {})}
-    spec = StudySpec(name, experiment, goal, metric or "objective", flatten(identity),
-                     {"strategy": strategy, **(tags or {})}, config_text)
+    arguments = dict(locals())  # exactly the parameters: StudyConfig's fields, and the objective and data
+    del arguments["objective"], arguments["data"]
+    arguments["space"] = space if isinstance(space, SearchSpace) else SearchSpace.from_config(space)
+    return run_study(objective, StudyConfig(**arguments), data)
 
-    record = Tracker(tracking_uri).open_study(spec, space, fresh=fresh)
-    record.stale_after_s = stale_after_s
+
+def run_study(objective: Objective, config: StudyConfig, data: DataVersion | None = None) -> StudyResult:
+    """Run the study ``config`` describes (checked, its strategy and executor built) on ``objective``.
+
+    ``data`` is the objective's dataset version (see ``optimize``): it is passed beside the objective
+    because it is known only once the objective has loaded its data, while the config is checked first.
+    """
+    chosen, goal, budget = config.search, config.goal, config.budget
+    if chosen.budget_note:
+        _log.warning(f"strategy {config.strategy!r}, n_trials={config.n_trials}: {chosen.budget_note}")
+    most = chosen.max_trials()
+    if config.n_trials is not None and most is not None and most < config.n_trials:  # one line; it runs `most`
+        _log.warning(f"strategy {config.strategy!r} finishes after {most} trials, fewer than n_trials="
+                     f"{config.n_trials}: its own options say so (the BOs: n_initial + n_iterations; a grid: its "
+                     "points)")
+    liveness = Liveness(config.heartbeat_interval_s, config.stale_after_s, config.poll_interval_s)
+    device = resolve_device(config.device)
+    name = config.study or f"{config.strategy}-{getattr(objective, '__name__', type(objective).__name__)}"
+    identity = {"seed": config.seed, "direction": goal.value, "metric": config.metric or "",
+                "strategy": {"name": config.strategy, **(config.strategy_options or {})},
+                "space": config.space.describe(), **(config.config or {})}
+    spec = StudySpec(name, config.experiment, goal, config.metric or "objective", flatten(identity),
+                     {"strategy": config.strategy, **(config.tags or {})}, config.config_text)
+
+    record = Tracker(config.tracking_uri).open_study(spec, config.space, fresh=config.fresh)
+    record.stale_after_s = config.stale_after_s
     if data is not None:
         record.use_data(data)
-    if retry_failed:
+    if config.retry_failed:
         record.retry_failed()
-    make_job = partial(TrialJob, objective=objective, sink=record.sink, seed=seed, device=device, metric=metric,
-                       space=space, direction=goal, pruner=stopper, log_models=log_models,
-                       system_metrics=system_metrics)
-    driver = Driver(record, chosen, runner, budget, make_job, device, name, progress, max_retries, liveness)
+    make_job = partial(TrialJob, objective=objective, sink=record.sink, seed=config.seed, device=device,
+                       metric=config.metric, space=config.space, direction=goal, pruner=config.stopper,
+                       log_models=config.log_models, system_metrics=config.system_metrics)
+    driver = Driver(record, chosen, config.runner, budget, make_job, device, name, config.progress,
+                    config.max_retries, liveness)
     status = "FAILED"
     try:
         with _sigterm_interrupts():
@@ -154,27 +151,6 @@ def optimize(
         driver.stop()
         record.end(status)
     return StudyResult(best_trial(trials, goal), record.run_id, trials, dict(record.errors().most_common()))
-
-
-def _budget(n_trials: int | None, strategy_max: int | None, strategy: str) -> int:
-    if n_trials is None:
-        if strategy_max is None:
-            raise ConfigError("n_trials", f"strategy {strategy!r} never finishes by itself: set n_trials")
-        return strategy_max
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise ConfigError("n_trials", f"must be an integer >= 1, got {n_trials!r}")
-    return n_trials
-
-
-def _liveness(heartbeat_interval_s: float, stale_after_s: float, poll_interval_s: float) -> Liveness:
-    if not heartbeat_interval_s > 0:
-        raise ConfigError("heartbeat_interval_s", f"must be > 0 seconds, got {heartbeat_interval_s!r}")
-    if not stale_after_s > 2 * heartbeat_interval_s:
-        raise ConfigError("stale_after_s", f"must exceed twice the heartbeat interval ({heartbeat_interval_s} s), "
-                                           f"got {stale_after_s!r}")
-    if not poll_interval_s > 0:
-        raise ConfigError("poll_interval_s", f"must be > 0 seconds, got {poll_interval_s!r}")
-    return Liveness(heartbeat_interval_s, stale_after_s, poll_interval_s)
 
 
 @contextmanager

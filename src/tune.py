@@ -1,8 +1,9 @@
 """CLI: ``python -m src.tune strategy=<name> dataset=<name> model=<name> [key=value ...]``.
 
-Hydra composes the config from ``conf/``; this module checks it, builds the training objective
-and hands both to ``optimize``. Config mistakes (an unknown option, a bad value) print one line
-naming the key and exit with code 2 before anything is tracked; a missing dataset exits 1.
+Hydra composes the config from ``conf/``; this module checks it (``src.config.study_config``),
+builds the training objective and hands both to ``run_study``. Config mistakes (an unknown option,
+a bad value) print one line naming the key and exit with code 2 before anything is tracked; a
+missing dataset exits 1.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import src.resolvers  # noqa: F401 - registers the resolvers the configs use
 from src.cli import cli_errors
@@ -27,38 +28,25 @@ if TYPE_CHECKING:
 
 def run(cfg: DictConfig) -> StudyResult:
     """Tune the configured model; shared by the CLI and by tests that compose configs directly."""
-    # Imported here, not at the top, and the config checked before MLflow and torch load, so that a
-    # config mistake comes back in a few seconds.
-    from src.config import options, study_config, validate
+    # Imported here, not at the top, and the config checked before MLflow loads, so that a config
+    # mistake comes back in a few seconds.
+    from src.config import study_config
 
-    space = validate(cfg)
+    config = study_config(cfg)  # a store this process cannot use fails here too
 
-    from src.execution import make_executor, resolve_device
-    from src.tracking import check
+    from src.execution import resolve_device
 
-    check(cfg.tracking.uri)  # a store this process cannot use, or a GPU this machine lacks, fails here, in seconds
     if cfg.device not in ("auto", "cpu"):
-        resolve_device(cfg.device)
+        resolve_device(cfg.device)  # a GPU this machine lacks fails here, before the data loads
 
-    from src.study import optimize
+    from src.study import run_study
     from src.tracking import Tracker
     from src.tracking.lineage import data_version
     from src.training.objective import TrainingObjective
 
     objective = TrainingObjective(cfg)
-    result = optimize(
-        objective, space, strategy=cfg.strategy.name, n_trials=cfg.n_trials, direction=cfg.objective.direction,
-        metric=cfg.objective.metric, seed=cfg.seed, study=cfg.study, tracking_uri=cfg.tracking.uri,
-        experiment=cfg.tracking.experiment, strategy_options=options(cfg.strategy),
-        executor=make_executor(cfg.executor.name, options(cfg.executor)), device=cfg.device, config=study_config(cfg),
-        config_text=OmegaConf.to_yaml(cfg, resolve=True),
-        tags={"dataset": cfg.dataset.name, "model": cfg.model.name}, progress=cfg.progress, fresh=cfg.fresh,
-        pruner=OmegaConf.to_container(cfg.pruner, resolve=True), max_retries=cfg.max_retries,
-        retry_failed=cfg.retry_failed, heartbeat_interval_s=cfg.heartbeat.interval_s,
-        stale_after_s=cfg.heartbeat.stale_after_s,
-        data=data_version(cfg.dataset.name, Path(cfg.paths.data) / cfg.dataset.name, objective.split_sizes()),
-        log_models=cfg.tracking.log_models, system_metrics=cfg.tracking.system_metrics,
-    )
+    data = data_version(cfg.dataset.name, Path(cfg.paths.data) / cfg.dataset.name, objective.split_sizes())
+    result = run_study(objective, config, data)
     if result.best is not None and cfg.dataset.task == "classification":
         attach_confusion_matrix(Tracker(cfg.tracking.uri), result)
     summary = {

@@ -1,13 +1,12 @@
 """What a newcomer meets first on the command line: help, budgets too small to mean anything, typos in keys."""
 
-import inspect
 import subprocess
 import sys
 
 import pytest
 from hydra import compose, initialize_config_dir
 
-from src.config import CALLER_FILLED, accepted_keys
+from src.config import accepted_keys
 from src.errors import ConfigError
 from src.space import SearchSpace
 from src.strategies import make_strategy
@@ -51,17 +50,18 @@ def test_a_budget_too_small_for_the_factorial_design_is_refused_before_anything_
 def test_the_budget_chooses_a_fraction_that_fits_or_suggests_one():
     three = SearchSpace.from_config({n: {"type": "float", "low": 0.0, "high": 1.0} for n in "abc"})
     five = SearchSpace.from_config({n: {"type": "float", "low": 0.0, "high": 1.0} for n in "abcde"})
-    assert make_strategy("factorial_grid", three, 0, Direction.MINIMIZE).fit_budget(35) is None  # all of it fits
+    def factorial(space, n_trials, **options):
+        return make_strategy("factorial_grid", space, 0, Direction.MINIMIZE, options, n_trials=n_trials)
+
+    assert factorial(three, 35).budget_note is None  # all of it fits
     with pytest.raises(ConfigError, match="at least 10") as error:  # the design, and a grid of at least 2
-        make_strategy("factorial_grid", three, 0, Direction.MINIMIZE).fit_budget(9)
+        factorial(three, 9)
     assert error.value.key == "n_trials" and "strategy.fraction=0 to run it anyway (1 left" in str(error.value)
-    assert "the 2^(5-2) resolution III fraction (8 runs), 2 left for the grid" in make_strategy(
-        "factorial_grid", five, 0, Direction.MINIMIZE).fit_budget(10)
+    assert "the 2^(5-2) resolution III fraction (8 runs), 2 left for the grid" in factorial(five, 10).budget_note
     with pytest.raises(ConfigError, match=r"at least 34, or set strategy.fraction=auto \(the 2\^\(5-2\) resolution "
                                           r"III fraction, 18 runs\)"):
-        make_strategy("factorial_grid", five, 0, Direction.MINIMIZE, {"fraction": 1, "center_points": 2,
-                                                                   "replicates": 2}).fit_budget(30)
-    make_strategy("random", five, 0, Direction.MINIMIZE).fit_budget(1)  # other strategies take any budget
+        factorial(five, 30, fraction=1, center_points=2, replicates=2)
+    make_strategy("random", five, 0, Direction.MINIMIZE, n_trials=1)  # other strategies take any budget
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -85,33 +85,18 @@ def test_every_key_of_the_shipped_datasets_and_models_is_accepted():
             assert set(cfg[group]) <= accepted_keys(cfg)[group], option
 
 
-@pytest.mark.parametrize("overrides", [(), ("experiment=seed000_gold",), ("experiment=seed002_dogs",),
-                                       ("dataset=cifar10", "model=cnn_cifar10"), ("experiment=seed000_bdi",)])
-def test_the_accepted_keys_are_the_parameters_of_what_reads_them(overrides):
-    """Read from the source for speed, they must be what the imported functions take."""
-    from src.data import LOADERS
-    from src.models import ARCHITECTURES
-    from src.training.loop import fit
-    from src.training.objective import DATASET_META_KEYS
-
-    def parameters(function):
-        return set(inspect.signature(function).parameters)
-
-    cfg = compose_config(*overrides)
-    accepted = accepted_keys(cfg)
-    assert accepted["trainer"] == parameters(fit) - CALLER_FILLED["trainer"]
-    assert accepted["model"] == parameters(ARCHITECTURES[cfg.model.arch]) - CALLER_FILLED["model"] | {"arch", "name"}
-    assert accepted["dataset"] == parameters(LOADERS[cfg.dataset.name]) - CALLER_FILLED["dataset"] | set(
-        DATASET_META_KEYS)
-
-
-def test_checking_a_config_loads_neither_torch_nor_mlflow():
-    """Why config mistakes come back in seconds: the keys are checked without importing the training code."""
-    script = ("import sys, src.resolvers; from hydra import compose, initialize_config_dir; "
-              "from src.config import validate\n"
+def test_checking_a_config_loads_no_mlflow_and_torch_only_for_the_keys_nothing_reads():
+    """Why config mistakes come back in seconds: every check but the last runs before torch loads, and the last
+    (the keys nothing reads, found in the training code's signatures) before MLflow loads."""
+    script = ("import sys, src.resolvers; from hydra import compose, initialize_config_dir\n"
+              "from src.config import study_config\nfrom src.errors import ConfigError\n"
               f"with initialize_config_dir(config_dir={str(ROOT / 'conf')!r}, version_base='1.3'):\n"
-              "    validate(compose('config', ['experiment=seed002_dogs']))\n"
+              "    try:\n"
+              "        study_config(compose('config', ['experiment=seed002_dogs', 'heartbeat.interval_s=0']))\n"
+              "    except ConfigError as error:\n"
+              "        print(error.key, sorted({'torch', 'mlflow'} & set(sys.modules)))\n"
+              "    study_config(compose('config', ['experiment=seed002_dogs']))\n"
               "print(sorted({'torch', 'mlflow'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.splitlines() == ["heartbeat.interval_s []", "['torch']"]

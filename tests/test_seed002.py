@@ -34,8 +34,8 @@ def test_preset_opens_the_bounds_its_narrowed_grid_steps_past():
     cfg = compose_preset("experiment=seed002_dogs")
     validate(cfg)
     space = SearchSpace.from_config(OmegaConf.to_container(cfg.space, resolve=True))
-    strategy = make_strategy(cfg.strategy.name, space, cfg.seed, Direction.MAXIMIZE, options(cfg.strategy))
-    strategy.fit_budget(20)  # the comparison's budget: the full 2^3 design and the whole grid
+    strategy = make_strategy(cfg.strategy.name, space, cfg.seed, Direction.MAXIMIZE, options(cfg.strategy),
+                             n_trials=20)  # the comparison's budget: the full 2^3 design and the whole grid
     history = [Trial(r.number, r.params, TrialState.COMPLETE, PAPER_TABLE2_DATA[tuple(r.params.values())])
                for r in strategy.runs]
     table = strategy.analysis(history).narrowed

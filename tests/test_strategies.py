@@ -81,8 +81,7 @@ def test_every_strategy_keeps_its_budget_and_the_declared_space(name):
 
     space = CONDITIONS if name == "t_sampling" else NUMERIC
     budget = 40
-    strategy = make_strategy(name, space, 3, Direction.MINIMIZE)
-    strategy.fit_budget(budget)
+    strategy = make_strategy(name, space, 3, Direction.MINIMIZE, n_trials=budget)
     most = strategy.max_trials()
     if name in ("factorial_grid", "t_sampling"):  # they plan by the budget: the plan itself must fit it
         assert most is not None and most <= budget

@@ -211,8 +211,8 @@ def ranked_loss(params, number):
 
 
 def budgeted(space, n_trials, **options):
-    strategy = make_strategy("t_sampling", space, 0, Direction.MINIMIZE, options)
-    return strategy, strategy.fit_budget(n_trials)
+    strategy = make_strategy("t_sampling", space, 0, Direction.MINIMIZE, options, n_trials=n_trials)
+    return strategy, strategy.budget_note
 
 
 @pytest.mark.parametrize("space", [SEED000, UNEVEN], ids=["3^5", "6x2x4x2"])

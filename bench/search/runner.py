@@ -1,15 +1,15 @@
 """One job of the search bench: one searcher on one problem with one seed, at every budget.
 
 Project strategies are driven in memory the way the study driver drives them (one number at a time,
-lowest first, each result in the history before the next proposal): ``make_strategy``, then
-``fit_budget(budget)``, then ``propose`` until the budget is spent or the strategy says it is finished.
+lowest first, each result in the history before the next proposal): ``make_strategy`` with the budget
+(which fits its plan to it), then ``propose`` until the budget is spent or the strategy says it is finished.
 A strategy that raises ``ConfigError`` for the space or the budget has "not accepted" it; a study that
 raises anything else (factorial_grid when a phase-1 run fails) is recorded as an "error". Optuna's
 ``TPESampler`` and ``GPSampler`` (defaults, seeded) run through ``ask``/``tell``.
 
 Each budget is its own study, but a study whose plan does not depend on the budget is the prefix of
 the largest such study: budgets share one run (and its ``run_seconds``) when the strategy's options and
-``fit_budget``'s note are the same for them. Random, gp_bo, gamma_bo, optuna_tpe and Optuna's samplers
+budget note are the same for them. Random, gp_bo, gamma_bo, optuna_tpe and Optuna's samplers
 take no note and no budget-sized option; grid's ``points`` (the largest grid that fits the budget) and
 the budget-aware plans of t_sampling and factorial_grid depend on it. Every other option is the
 strategy's default (the BOs: 2 random points, then EI until the budget; t_sampling: 20 samples per
@@ -112,11 +112,11 @@ def options(searcher: str, space: SearchSpace, budget: int) -> dict[str, Any]:
 
 def fitted(searcher: str, problem: Problem, space: SearchSpace, seed: int,
            budget: int) -> tuple[dict[str, Any], str | None]:
-    """A study's options and ``fit_budget`` note: its plan. ConfigError when the searcher does not accept it."""
+    """A study's options and budget note: its plan. ConfigError when the searcher does not accept it."""
     if searcher in OPTUNA_SAMPLERS:
         return {}, None
     opts = options(searcher, space, budget)
-    return opts, make_strategy(searcher, space, seed, problem.direction, opts).fit_budget(budget)
+    return opts, make_strategy(searcher, space, seed, problem.direction, opts, n_trials=budget).budget_note
 
 
 def study(searcher: str, problem: Problem, space: SearchSpace, seed: int, budget: int,
@@ -124,8 +124,7 @@ def study(searcher: str, problem: Problem, space: SearchSpace, seed: int, budget
     """Run one study of at most ``budget`` trials; its history."""
     if searcher in OPTUNA_SAMPLERS:
         return drive_optuna(searcher, problem, space, seed, budget)
-    strategy = make_strategy(searcher, space, seed, problem.direction, opts)
-    strategy.fit_budget(budget)
+    strategy = make_strategy(searcher, space, seed, problem.direction, opts, n_trials=budget)
     history: list[Trial] = []
     while len(history) < budget:
         number = len(history)

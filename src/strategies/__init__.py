@@ -25,9 +25,15 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 def make_strategy(
-    name: str, space: SearchSpace, seed: int, direction: Direction, options: Mapping[str, Any] | None = None
+    name: str, space: SearchSpace, seed: int, direction: Direction, options: Mapping[str, Any] | None = None,
+    n_trials: int | None = None,
 ) -> Strategy:
-    """Build a strategy, naming the offending config key when the name or an option is wrong."""
+    """Build a strategy with its plan fitted to the budget ``n_trials`` (None: unlimited), naming the offending
+    config key when the name, an option or the budget is wrong.
+
+    The budget is applied here, once, so that no strategy runs with a plan made for another budget. The
+    strategy's ``budget_note`` is the one line saying what the budget changed in its plan (None if nothing).
+    """
     if name not in STRATEGIES:
         raise ConfigError("strategy.name", f"unknown strategy {name!r}; use one of {sorted(STRATEGIES)}")
     cls = STRATEGIES[name]
@@ -35,7 +41,9 @@ def make_strategy(
     for option in options or {}:
         if option not in accepted:
             raise ConfigError(f"strategy.{option}", f"not an option of strategy {name!r} (options: {sorted(accepted)})")
-    return cls(space, seed, direction, **(options or {}))
+    strategy = cls(space, seed, direction, **(options or {}))
+    strategy.budget_note = None if n_trials is None else strategy.fit_budget(n_trials)
+    return strategy
 
 
 __all__ = ["STRATEGIES", "Decision", "Strategy", "make_strategy"]
