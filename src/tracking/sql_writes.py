@@ -41,7 +41,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}  # those whose insert has on_conflict_do_*
-SCHEMA = "dc11669786a5"  # MLflow's schema revision (3.17) that tests/test_sql_writes.py checked these writes on
+SCHEMA = "dc11669786a5"  # MLflow's schema revision (3.17, 3.18) that tests/test_sql_writes.py checked these on
 
 log = logging.getLogger(__name__)
 
