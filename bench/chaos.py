@@ -12,8 +12,9 @@ live process) and, from the store:
 
 Scenarios: ``storm`` (20 kills of a single process at random moments, start-up included),
 ``rivals`` (two processes on one study, one killed mid-study), ``workers`` (process workers killed
-under a live driver). Stores: a local SQLite file, and MLflow servers backed by SQLite and by
-PostgreSQL (skipped, saying why, when PostgreSQL cannot start).
+under a live driver). Stores: a local SQLite file, the project's server backed by SQLite and by
+PostgreSQL (skipped, saying why, when PostgreSQL cannot start), and a plain ``mlflow server`` (no trial
+routes: every write is one of MLflow's REST calls) backed by SQLite.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+STORES = ("sqlite", "server-sqlite", "server-postgres", "plain-server")
 COLUMNS = ("kills", "trials", "lost", "duplicated", "running", "parents", "failed")
 
 
@@ -163,8 +165,8 @@ def stores(folder: Path, names: list[str]) -> Iterator[Iterator[tuple[str, str |
                 where.mkdir()
                 if name == "sqlite":
                     yield name, f"sqlite:///{where / 'mlflow.db'}", ""
-                elif name == "server-sqlite":
-                    yield name, stack.enter_context(local_server(where)), ""
+                elif name in ("server-sqlite", "plain-server"):
+                    yield name, stack.enter_context(local_server(where, plain=name == "plain-server")), ""
                 else:
                     try:
                         backend = stack.enter_context(local_postgres(where))
@@ -185,8 +187,7 @@ def run(quick: bool = False, store_names: list[str] | None = None, seed: int = 0
     print(f"\nChaos: SIGKILLs at random moments; {n_trials} trials per study (0 lost, 0 duplicated, 0 running "
           "and 1 parent are the pass marks)")
     print(f"  {'store':<16} {'scenario':<8} " + " ".join(f"{c:>10}" for c in COLUMNS) + "   seconds")
-    with tempfile.TemporaryDirectory() as tmp, stores(Path(tmp), store_names or ["sqlite", "server-sqlite",
-                                                                                   "server-postgres"]) as each:
+    with tempfile.TemporaryDirectory() as tmp, stores(Path(tmp), store_names or list(STORES)) as each:
         for store, uri, why_not in each:
             if uri is None:
                 print(f"  {store:<16} skipped: {why_not}")
@@ -206,6 +207,6 @@ if __name__ == "__main__":
     else:
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--quick", action="store_true")
-        parser.add_argument("--stores", nargs="+", choices=["sqlite", "server-sqlite", "server-postgres"])
+        parser.add_argument("--stores", nargs="+", choices=STORES)
         arguments = parser.parse_args()
         run(arguments.quick, arguments.stores)

@@ -1,11 +1,11 @@
-"""The loop that feeds one study from one process, the same for every strategy and executor.
+"""The loop that feeds one study from one process, the same for every strategy, executor and store.
 
-Read the history back from MLflow, ask the strategy for parameters for the trial numbers still
-free (or re-run a dead attempt's parameters), claim each number in the store, hand the claimed
-trials to the executor, settle what it reports, and repeat until every number below the budget
-is finished or the strategy says it is done. Other processes may feed the same study: their
-claims and trials show up in the history, a number one of them holds is left to it, and a trial
-whose owner died is settled (``StudyRecord.reap``) and run again.
+Read the history back from the store (``src.storage.base.TrialStore``: MLflow, or in memory), ask
+the strategy for parameters for the trial numbers still free (or re-run a dead attempt's parameters),
+claim each number in the store, hand the claimed trials to the executor, settle what it reports, and
+repeat until every number below the budget is finished or the strategy says it is done. Other
+processes may feed the same study: their claims and trials show up in the history, a number one of
+them holds is left to it, and a trial whose owner died is settled (``TrialStore.reap``) and run again.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from src.execution import Executor, Outcome, TrialJob
+from src.storage.base import TrialStore
 from src.strategies import Strategy
-from src.tracking import Heartbeat, StudyRecord
 from src.trial import Trial
 
 SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
@@ -50,8 +50,8 @@ class _Explainer:
     them: the end's render (cheap when the strategy caches what has not changed) and an unfinished one.
     """
 
-    def __init__(self, strategy: Strategy):
-        self.strategy = strategy
+    def __init__(self, strategy: Strategy | None):
+        self.strategy = strategy  # None: nothing to render (a study that keeps no files)
         self.waited_s = 0.0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-artifacts")
         self._pending: Future[dict[str, str | bytes]] | None = None
@@ -63,6 +63,8 @@ class _Explainer:
     def poll(self, history: list[Trial], ended: int) -> dict[str, str | bytes]:
         """The files of a finished render (to upload; empty if none), starting the next when it is due."""
         files: dict[str, str | bytes] = {}
+        if self.strategy is None:
+            return files
         if self._pending is not None and self._pending.done():
             files, self._pending = self._pending.result(), None
         wait = max(ARTIFACT_INTERVAL_S if self._drawn else 0.0, self._cost / ARTIFACT_SHARE)
@@ -73,6 +75,8 @@ class _Explainer:
 
     def finish(self, history: list[Trial], ended: int) -> dict[str, str | bytes]:
         """Every file as of ``history``: the render in flight, then one more if trials finished since."""
+        if self.strategy is None:
+            return {}
         start = time.perf_counter()
         files = self._pending.result() if self._pending is not None else {}
         self._pending = None
@@ -87,7 +91,7 @@ class _Explainer:
 
     def _render(self, history: list[Trial]) -> dict[str, str | bytes]:
         start = time.perf_counter()
-        files = self.strategy.artifacts(history)
+        files = self.strategy.artifacts(history) if self.strategy is not None else {}
         self._cost, self._drawn = time.perf_counter() - start, self._drawn or bool(files)
         return files
 
@@ -95,16 +99,16 @@ class _Explainer:
 class Driver:
     """Runs one study's trials from this process until none is left to run."""
 
-    def __init__(self, record: StudyRecord, strategy: Strategy, runner: Executor, budget: int,
+    def __init__(self, record: TrialStore, strategy: Strategy, runner: Executor, budget: int,
                  make_job: Callable[..., TrialJob], device: str, name: str, progress: bool, max_retries: int,
-                 liveness: Liveness):
+                 liveness: Liveness, explain: bool = True):
         self.record, self.strategy, self.runner, self.budget = record, strategy, runner, budget
         self.make_job, self.device, self.name, self.progress = make_job, device, name, progress
         self.max_retries, self.liveness = max_retries, liveness
-        self.heartbeat = Heartbeat(record.sink.uri, liveness.heartbeat_interval_s)
+        self.heartbeat = record.heartbeat(liveness.heartbeat_interval_s)
         self.inflight: dict[int, str] = {}  # trial number -> its run, for the trials this process runs
         self.finished = False  # the strategy said so: only dead attempts' retries remain to run
-        self.explainer = _Explainer(strategy)
+        self.explainer = _Explainer(strategy if explain else None)
         self._standings: tuple[list[Trial] | None, Trial | None, int] = (None, None, 0)  # see _standing
 
     def run(self) -> list[Trial]:

@@ -1,10 +1,10 @@
 """Pruners: stop a running trial whose learning curve is clearly worse than its siblings'.
 
 A pruner is consulted each time a trial reports an epoch (in whichever worker runs it). It reads
-the study's finished trials back from MLflow (each carries its objective curve as one tag, so one
-incremental query covers them all) and compares the running trial's value at this epoch with
-theirs at the same epoch, once at least ``min_trials`` siblings reached it and ``warmup`` epochs
-have passed:
+the study's finished trials back through the reader its worker holds (``src.storage.base.StudyReader``;
+in MLflow each trial carries its objective curve as one tag, so one incremental query covers them all)
+and compares the running trial's value at this epoch with theirs at the same epoch, once at least
+``min_trials`` siblings reached it and ``warmup`` epochs have passed:
 
 - ``median``: prune when the value is worse than the siblings' median (Optuna's MedianPruner).
 - ``t_test``: seed 000's survival rule applied to intermediate values. The criterion is the best
@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING
 from scipy import stats
 
 from src.errors import ConfigError
-from src.space import SearchSpace
 from src.trial import Direction
 
-if TYPE_CHECKING:  # MLflow loads where trials run, not in a config check that imports this module
-    from src.tracking import TrialSink
+if TYPE_CHECKING:
+    from src.storage.base import StudyReader
 
 PRUNERS = ("none", "median", "t_test")
 
@@ -74,13 +73,9 @@ class Pruner:
         return (f"P({value:.4g} beats the best sibling {direction.loss(best):.4g}) = {chance:.3g} < {self.alpha}"
                 if chance < self.alpha else None)
 
-    def check(self, sink: TrialSink, space: SearchSpace, direction: Direction, number: int, epoch: int,
-              value: float) -> str | None:
-        """Read the siblings back from MLflow and decide for trial ``number`` at ``epoch``."""
+    def check(self, reader: StudyReader, direction: Direction, number: int, epoch: int, value: float) -> str | None:
+        """Read the siblings back through ``reader`` and decide for trial ``number`` at ``epoch``."""
         if not self.active or epoch < self.warmup:
             return None
-        from src.tracking import StudyRecord
-
-        record = StudyRecord.of(sink, space, direction)
-        siblings = [t.curve[epoch] for t in record.history() if t.finished and t.number != number and epoch in t.curve]
+        siblings = [t.curve[epoch] for t in reader.history() if t.finished and t.number != number and epoch in t.curve]
         return self.verdict(value, siblings, direction)

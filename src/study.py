@@ -136,7 +136,7 @@ def run_study(objective: Objective, config: StudyConfig, data: DataVersion | Non
         record.retry_failed()
     make_job = partial(TrialJob, objective=objective, sink=record.sink, seed=config.seed, device=device,
                        metric=config.metric, space=config.space, direction=goal, pruner=config.stopper,
-                       log_models=config.log_models, system_metrics=config.system_metrics)
+                       log_models=config.log_models, system_metrics=config.system_metrics, reader=record)
     driver = Driver(record, chosen, config.runner, budget, make_job, device, name, config.progress,
                     config.max_retries, liveness)
     status = "FAILED"

@@ -60,8 +60,10 @@ def runs(uri: str, filter_string: str = "") -> list:
 
 
 def children(uri: str, parent_run_id: str) -> list:
-    """The trial runs (every attempt) of a study; its claim ledger, the other child run, is left out."""
-    return runs(uri, f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.trial != ''")
+    """Every child run of a study's parent: its trial runs (every attempt), and nothing else."""
+    kids = runs(uri, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    assert all("trial" in run.data.tags for run in kids), "a child of the parent is not a trial"
+    return kids
 
 
 def cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:

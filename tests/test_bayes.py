@@ -27,7 +27,7 @@ from src.strategies.bayes import (
 from src.strategies.bayes.surrogate import _subset
 from src.trial import Direction, Proposal, Trial, TrialState
 from tests.conftest import ROOT
-from tests.in_memory import drive
+from tests.driven import drive
 
 LR = SearchSpace.from_config({"lr": {"type": "log_float", "low": 1e-4, "high": 1.0}})
 BEST_LR = 0.02

@@ -1,9 +1,14 @@
-"""The driver's background rendering of a strategy's tables and plots."""
+"""The driver: its background rendering of a strategy's tables and plots, and its loop on the in-memory store."""
 
+import threading
 import time
 
 from src.driver import ARTIFACT_INTERVAL_S, _Explainer
-from src.trial import Trial, TrialState
+from src.execution import InlineExecutor, Outcome
+from src.space import SearchSpace
+from src.storage.memory import InMemoryStore, MemoryStudy, run_in_memory
+from src.strategies import make_strategy
+from src.trial import Direction, Proposal, Trial, TrialState
 
 
 class FromThirdTrial:
@@ -44,3 +49,98 @@ def test_renders_in_the_background_as_soon_as_there_is_something_to_show_then_at
         assert ARTIFACT_INTERVAL_S >= 10
     finally:
         explainer.close()
+
+
+# -- the real Driver on the in-memory store (src.storage.memory) -------------------------------------------
+
+SPACE = SearchSpace.from_config({"x": {"type": "float", "low": 0.0, "high": 1.0}})
+
+
+def random_strategy(seed: int = 0):
+    return make_strategy("random", SPACE, seed, Direction.MINIMIZE)
+
+
+def square(params, trial):
+    return params["x"] ** 2
+
+
+def test_the_driver_runs_each_number_below_the_budget_once():
+    study = MemoryStudy()
+    trials = run_in_memory(random_strategy(), square, 7, study=study)
+    assert [t.number for t in trials] == list(range(7))
+    assert all(t.state is TrialState.COMPLETE and t.value == t.params["x"] ** 2 for t in trials)
+    assert len(study.runs) == 7 and study.status == "FINISHED"
+    assert study.summary["best_trial"] == min(trials, key=lambda t: t.value).number
+
+
+def test_a_resumed_study_runs_only_the_missing_trials():
+    study = MemoryStudy()
+    first = run_in_memory(random_strategy(), square, 4, study=study)
+    calls = []
+    more = run_in_memory(random_strategy(), lambda p, t: calls.append(t.number) or square(p, t), 6, study=study)
+    assert calls == [4, 5]
+    assert more[:4] == first
+
+
+def test_a_failing_trial_is_failed_and_the_study_goes_on():
+    def sometimes(params, trial):
+        if trial.number == 1:
+            raise ValueError("diverged")
+        return square(params, trial)
+
+    study = MemoryStudy()
+    trials = run_in_memory(random_strategy(), sometimes, 4, study=study)
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAILED, TrialState.COMPLETE,
+                                         TrialState.COMPLETE]
+    assert study.runs["1.0"].error == "ValueError: diverged"
+
+
+def test_drivers_in_threads_on_one_study_run_each_number_once():
+    study, barrier = MemoryStudy(), threading.Barrier(3)
+
+    def feed(seed: int) -> None:
+        barrier.wait()
+        run_in_memory(random_strategy(seed), lambda p, t: time.sleep(0.002) or square(p, t), 30, study=study)
+
+    threads = [threading.Thread(target=feed, args=(seed,)) for seed in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    numbers = sorted(run.number for run in study.runs.values())
+    assert numbers == list(range(30))  # one run per number: a loser of a claim writes none
+    assert len({run.owner for run in study.runs.values()}) > 1  # they did share the work
+
+
+def test_a_dead_drivers_trial_is_reaped_and_run_again_with_its_parameters():
+    study = MemoryStudy()
+    victim = InMemoryStore(study, Direction.MINIMIZE)
+    victim.history()
+    orphan = victim.start_trial(0, Proposal({"x": 0.5}), "cpu")
+    victim.kill()  # a SIGKILL: it writes nothing more
+    trials = run_in_memory(random_strategy(), square, 3, study=study)
+    assert study.runs[orphan].superseded and study.runs[orphan].status == "FAILED"
+    assert trials[0].params == {"x": 0.5} and trials[0].value == 0.25 and trials[0].run_id == "0.1"
+
+
+class DyingWorkers(InlineExecutor):
+    """Loses every trial numbered ``doomed``, as if its worker process died."""
+
+    def __init__(self, doomed: int):
+        super().__init__()
+        self.doomed = doomed
+
+    def wait(self) -> Outcome:
+        if self._queued and self._queued[0].number == self.doomed:
+            job, self._queued = self._queued[0], []
+            return Outcome(lost=[job.number])
+        return super().wait()
+
+
+def test_a_lost_trial_runs_again_until_its_retries_are_spent():
+    study = MemoryStudy()
+    trials = run_in_memory(random_strategy(), square, 3, study=study, executor=DyingWorkers(1), max_retries=2)
+    attempts = sorted((run.attempt, run.error) for run in study.runs.values() if run.number == 1)
+    assert [a for a, _ in attempts] == [0, 1, 2]
+    assert attempts[-1][1].startswith("gave up after 3 attempts")
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAILED, TrialState.COMPLETE]

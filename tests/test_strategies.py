@@ -77,7 +77,7 @@ def bowl(params, number):
 @pytest.mark.parametrize("name", ["random", "grid", "gp_bo", "gamma_bo", "optuna_tpe", "factorial_grid",
                                   "t_sampling"])
 def test_every_strategy_keeps_its_budget_and_the_declared_space(name):
-    from tests.in_memory import drive
+    from tests.driven import drive
 
     space = CONDITIONS if name == "t_sampling" else NUMERIC
     budget = 40

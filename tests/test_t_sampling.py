@@ -18,7 +18,7 @@ from src.strategies import make_strategy
 from src.strategies.t_sampling import SUITED, Combination, tables
 from src.trial import Direction, Trial, TrialState
 from tests.conftest import ROOT
-from tests.in_memory import drive
+from tests.driven import drive
 
 CONDITIONS = {"nodes": [2, 4, 6], "layers": [1, 2, 3], "steps": [5, 10, 15]}
 SPACE = SearchSpace.from_config({k: {"type": "choice", "values": v} for k, v in CONDITIONS.items()})

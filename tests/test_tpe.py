@@ -7,7 +7,7 @@ from src.space import SearchSpace
 from src.strategies import make_strategy
 from src.strategies.tpe import distribution
 from src.trial import Direction, Trial, TrialState
-from tests.in_memory import drive
+from tests.driven import drive
 
 SPACE = SearchSpace.from_config({
     "x": {"type": "float", "low": -4.0, "high": 4.0}, "lr": {"type": "log_float", "low": 1e-4, "high": 1.0},

@@ -18,7 +18,7 @@ from src.space import SearchSpace
 from src.tracking import Tracker, TrialRecorder, default_artifact_location
 from src.tracking.record import REFRESH_MARGIN_MS
 from src.trial import Direction, Proposal, Trial, TrialState, best_trial
-from tests.conftest import children
+from tests.conftest import children, runs
 
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
 
@@ -63,7 +63,7 @@ def test_running_trials_of_dead_processes_are_marked_interrupted(store, study_na
     assert MlflowClient(store).get_run(orphan).data.tags["interrupted"] == "true"
     states = {t.number: t.state for t in record.history()}
     assert states == {0: TrialState.COMPLETE, 1: TrialState.RUNNING}  # the orphan is out of the history
-    assert record.retry_proposal(2) == Proposal({"x": 0.25})  # and its retry runs what it ran
+    assert record.retries()[2] == Proposal({"x": 0.25})  # and its retry runs what it ran
     dead = MlflowClient(store).get_run(orphan).data  # it died before its first write: settling it wrote them
     assert dead.params == {"x": "0.25"} and dead.tags["claimed"] == "true"
 
@@ -269,3 +269,39 @@ def test_the_record_s_views_kept_number_by_number_equal_a_fresh_read(store, stud
         assert seen.taken() == frozenset(range(12)) | {13} and seen.retries() == {12: Proposal({"x": 0.3})}
         assert seen.best() == best_trial(seen.trials(), Direction.MINIMIZE) and seen.best().number == 13
         assert seen.ended() == 13 and not seen.running_elsewhere(())
+
+
+def test_the_study_s_experiment_shows_only_its_parent_and_trials(store, study_name):
+    result = optimize(square, SPACE, n_trials=5, study=study_name, tracking_uri=store, experiment=study_name,
+                      progress=False)
+    client = MlflowClient(store)
+    found = client.search_runs([client.get_experiment_by_name(study_name).experiment_id])  # what the UI lists
+    kids = [r for r in found if r.info.run_id != result.parent_run_id]
+    assert len(kids) == 5 and len(children(store, result.parent_run_id)) == 5
+    columns = {key for run in kids for key in run.data.params} | set(
+        client.get_run(result.parent_run_id).data.params)
+    assert not any(key[0].isdigit() for key in columns)  # no claim became a parameter column of the experiment
+    ledger = client.get_experiment_by_name(f"{study_name} (hpo ledger)")
+    (claims,) = client.search_runs([ledger.experiment_id], f"tags.parent = '{result.parent_run_id}'")
+    assert sorted(claims.data.params.values()) == sorted(r.info.run_id for r in kids)
+
+
+def test_a_study_made_with_its_ledger_as_a_child_still_resumes_on_it(store, study_name, monkeypatch):
+    from src.tracking.study_runs import StudyRuns
+
+    def child_ledger(self, experiment_id, parent, name):  # how studies were laid out before the companion
+        run = self.client.create_run(experiment_id, run_name="claims", tags={
+            "mlflow.parentRunId": parent, "mlflow.runName": "claims", "hpo.role": "claims"})
+        return run.info.run_id
+
+    with monkeypatch.context() as patched:
+        patched.setattr(StudyRuns, "_create_ledger", child_ledger)
+        first = optimize(square, SPACE, n_trials=3, study=study_name, tracking_uri=store, progress=False)
+    kids = runs(store, f"tags.`mlflow.parentRunId` = '{first.parent_run_id}'")
+    assert len(kids) == 4  # the old layout: three trials and the ledger
+    again = optimize(square, SPACE, n_trials=5, study=study_name, tracking_uri=store, progress=False)
+    assert again.parent_run_id == first.parent_run_id
+    assert [t.number for t in again.trials] == list(range(5))
+    (ledger,) = [r for r in runs(store, f"tags.`mlflow.parentRunId` = '{first.parent_run_id}'")
+                 if "trial" not in r.data.tags]
+    assert len(ledger.data.params) == 5  # the new trials claimed their numbers on the old ledger

@@ -1,8 +1,9 @@
 """One job of the search bench: one searcher on one problem with one seed, at every budget.
 
-Project strategies are driven in memory the way the study driver drives them (one number at a time,
-lowest first, each result in the history before the next proposal): ``make_strategy`` with the budget
-(which fits its plan to it), then ``propose`` until the budget is spent or the strategy says it is finished.
+Project strategies run as studies of the real ``Driver`` on the in-memory store (``run_in_memory``: inline,
+so one number at a time, lowest first, each result in the history before the next proposal), built by
+``make_strategy`` with the budget (which fits its plan to it), until the budget is spent or the strategy
+says it is finished.
 A strategy that raises ``ConfigError`` for the space or the budget has "not accepted" it; a study that
 raises anything else (factorial_grid when a phase-1 run fails) is recorded as an "error". Optuna's
 ``TPESampler`` and ``GPSampler`` (defaults, seeded) run through ``ask``/``tell``.
@@ -35,6 +36,7 @@ import optuna
 
 from src.errors import ConfigError
 from src.space import Choice, Int, LogFloat, Params, SearchSpace
+from src.storage.memory import run_in_memory
 from src.strategies import make_strategy
 from src.strategies.tpe import distribution
 from src.trial import Direction, Trial, TrialState, best_trial
@@ -125,15 +127,7 @@ def study(searcher: str, problem: Problem, space: SearchSpace, seed: int, budget
     if searcher in OPTUNA_SAMPLERS:
         return drive_optuna(searcher, problem, space, seed, budget)
     strategy = make_strategy(searcher, space, seed, problem.direction, opts, n_trials=budget)
-    history: list[Trial] = []
-    while len(history) < budget:
-        number = len(history)
-        decision = strategy.propose(history, [number])
-        if decision.finished or not decision.proposals:  # nothing is ever running here, so no proposal is the end
-            break
-        (proposal,) = decision.proposals
-        history.append(_trial(number, proposal.params, problem.observe(proposal.params, seed, number), proposal.tags))
-    return history
+    return run_in_memory(strategy, lambda params, trial: problem.observe(params, seed, trial.number), budget)
 
 
 def drive_optuna(searcher: str, problem: Problem, space: SearchSpace, seed: int, budget: int) -> list[Trial]:
@@ -149,9 +143,9 @@ def drive_optuna(searcher: str, problem: Problem, space: SearchSpace, seed: int,
     return history
 
 
-def _trial(number: int, params: Params, value: float, tags: Mapping[str, str] | None = None) -> Trial:
+def _trial(number: int, params: Params, value: float) -> Trial:
     state = TrialState.COMPLETE if math.isfinite(value) else TrialState.FAILED
-    return Trial(number, params, state, value if state is TrialState.COMPLETE else None, f"r{number}", tags or {})
+    return Trial(number, params, state, value if state is TrialState.COMPLETE else None, f"r{number}")
 
 
 def picked_curve(problem: Problem, history: list[Trial]) -> list[float]:

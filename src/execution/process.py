@@ -33,16 +33,18 @@ CLOSE_GRACE_S = 0.2  # how long a closing pool waits for idle workers to exit be
 def _work(index: int, tasks: multiprocessing.Queue, results: multiprocessing.Queue, driver: int) -> None:
     """A worker process: run the jobs it is handed until it gets None, and die with its driver.
 
-    It says when each trial starts, so the time limit does not count the worker's start-up.
+    It says when each trial starts, so the time limit does not count the worker's start-up, and keeps one
+    reader per study for its trials' pruners.
     """
     _die_with(driver)
     import src.tracking  # noqa: F401 - imported before the first trial, not inside its time limit
 
     results.put((index, _READY))
+    readers: dict = {}
     while (payload := tasks.get()) is not None:
         job: TrialJob = cloudpickle.loads(payload)
         job = dataclasses.replace(job, device=_worker_device(job.device, index))
-        results.put((index, run_trial(job, on_start=lambda: results.put((index, None)))))
+        results.put((index, run_trial(job, on_start=lambda: results.put((index, None)), readers=readers)))
 
 
 def _die_with(driver: int) -> None:

@@ -2,7 +2,8 @@
 
 The cluster is ``address`` (none starts a local one); each trial asks for ``num_cpus`` and
 ``num_gpus`` (fractions allowed), so trials land on the cluster's GPUs. Ray is imported at the
-first trial, so checking a config that names this executor needs no Ray.
+first trial, so checking a config that names this executor needs no Ray. A task keeps nothing for the
+next: each trial's pruner reads the study with a reader of its own.
 """
 
 from __future__ import annotations

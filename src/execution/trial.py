@@ -31,8 +31,8 @@ from src.trial import (
     trial_seed,
 )
 
-if TYPE_CHECKING:  # MLflow loads where trials run, not in a config check that imports this module
-    from src.tracking import TrialRecorder, TrialSink
+if TYPE_CHECKING:
+    from src.storage.base import Recorder, StudyReader, TrialSink
 
 Objective = Callable[..., float | Mapping[str, float]]
 LOG_MODELS = ("best", "all", "none")
@@ -58,6 +58,11 @@ class TrialJob:
     timeout: float | None = None  # seconds; set by the executor from its ``trial_timeout``
     log_models: str = "best"  # which trials' models are logged: best (better than any before it), all, none
     system_metrics: bool = False  # MLflow's CPU, memory and GPU metrics on the trial's run
+    reader: StudyReader | None = field(default=None, compare=False, repr=False)  # the driver's store, inline
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The driver's reader stays in the driver: a worker process reads the study itself (``run_trial``)."""
+        return {**self.__dict__, "reader": None}
 
 
 @dataclass
@@ -99,21 +104,24 @@ def objective_value(result: float | Mapping[str, float], metric: str | None) -> 
     return float(result)
 
 
-def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None) -> Trial:
+def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
+              readers: dict[TrialSink, StudyReader] | None = None) -> Trial:
     """Run one trial and record it; an exception or a NaN makes it FAILED, never stops the study.
 
     A pruner's verdict (raised from ``report``) makes it PRUNED; KeyboardInterrupt marks it
     interrupted (to be run again on resume) and propagates. ``on_start`` is called when the trial
     proper starts (after the objective's ``setup``), which is when its time limit starts counting.
+    The study is read back (pruning, keeping the best model) through ``job.reader`` when the trial runs
+    in its driver's process, or else through the worker's own reader in ``readers``, made at its first
+    need and kept for its later trials, so that each of them reads only what changed.
     """
-    from src.tracking import TrialRecorder
-
-    recorder = TrialRecorder(job.sink, job.run_id, job.proposal.params, curve_metric=job.metric)
+    recorder = job.sink.recorder(job.run_id, job.proposal.params, job.metric)
+    readers = {} if readers is None else readers
 
     def report(epoch: int, metrics: Mapping[str, float]) -> None:
         recorder.report(epoch, metrics)
         if job.pruner.active and job.metric in metrics:
-            reason = job.pruner.check(job.sink, job.space, job.direction, job.number, epoch, metrics[job.metric])
+            reason = job.pruner.check(_reader(job, readers), job.direction, job.number, epoch, metrics[job.metric])
             if reason is not None:
                 raise TrialPruned(f"epoch {epoch}: {reason}")
 
@@ -135,7 +143,7 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None) -> Tria
         value = objective_value(result, job.metric)
         if not math.isfinite(value):
             raise FloatingPointError(f"the objective is {value}")
-        model = _kept_model(job, recorder, kept[-1], value) if kept else None
+        model = _kept_model(job, recorder, kept[-1], value, readers) if kept else None
     except TrialPruned as pruned:
         recorder.prune(str(pruned), time.perf_counter() - start)
         return _ended(job, TrialState.PRUNED, None, recorder)
@@ -149,10 +157,19 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None) -> Tria
     return _ended(job, TrialState.COMPLETE, value, recorder)
 
 
-def _kept_model(job: TrialJob, recorder: TrialRecorder, kept: tuple[Any, Any], value: float) -> str | None:
+def _reader(job: TrialJob, readers: dict[TrialSink, StudyReader]) -> StudyReader:
+    if job.reader is not None:
+        return job.reader
+    if job.sink not in readers:
+        readers[job.sink] = job.sink.reader(job.space, job.direction)
+    return readers[job.sink]
+
+
+def _kept_model(job: TrialJob, recorder: Recorder, kept: tuple[Any, Any], value: float,
+                readers: dict[TrialSink, StudyReader]) -> str | None:
     """The URI of the trial's logged model, if the study keeps it; a model that fails to log is a warning,
     not a failed trial (its result stands)."""
-    if not _keeps_model(job, value):
+    if not _keeps_model(job, value, readers):
         return None
     try:
         return recorder.log_model(*kept)
@@ -161,16 +178,14 @@ def _kept_model(job: TrialJob, recorder: TrialRecorder, kept: tuple[Any, Any], v
         return None
 
 
-def _keeps_model(job: TrialJob, value: float) -> bool:
+def _keeps_model(job: TrialJob, value: float, readers: dict[TrialSink, StudyReader]) -> bool:
     """``log_models``: all, none, or best: only a trial better than every trial finished before it (as this
     process reads the study now), so a study logs a handful of models rather than one per trial."""
     if job.log_models != "best":
         return job.log_models == "all"
-    from src.tracking import StudyRecord
-
-    best = best_trial(StudyRecord.of(job.sink, job.space, job.direction).history(), job.direction)
+    best = best_trial(_reader(job, readers).history(), job.direction)
     return best is None or job.direction.better(value, best.value)
 
 
-def _ended(job: TrialJob, state: TrialState, value: float | None, recorder: TrialRecorder) -> Trial:
+def _ended(job: TrialJob, state: TrialState, value: float | None, recorder: Recorder) -> Trial:
     return Trial(job.number, job.proposal.params, state, value, recorder.run_id, job.proposal.tags, recorder.curve)

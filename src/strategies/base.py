@@ -39,6 +39,7 @@ class Strategy(ABC):
     """
 
     name: str = ""
+    budget_note: str | None = None  # what the budget changed in the plan, set when it is built (``make_strategy``)
 
     def __init__(self, space: SearchSpace, seed: int, direction: Direction):
         self.space = space

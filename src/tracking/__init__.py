@@ -12,13 +12,16 @@ Layout of what is written:
   ``model``); params = the flattened study-defining config, which is also how a resumed study is
   checked to be the same study; artifact ``config.yaml``; metrics ``best_objective``,
   ``n_complete``, ``n_failed``, ``n_pruned``; tags ``best_run_id`` and ``best.<param>``.
-- claim ledger: a child run named ``claims`` (tag ``hpo.role=claims``) whose params
-  ``<number>.<attempt>`` name the run that holds each trial attempt (``record.py``).
+- claim ledger: a run named after the study in the companion experiment ``<experiment> (hpo ledger)``
+  (tags ``hpo.role=claims``, ``parent``) whose params ``<number>.<attempt>`` name the run
+  that holds each trial attempt (``record.py``), out of the study's experiment: its UI shows only the
+  parent, the trials and report runs, and no column that is not theirs. Studies made before the
+  companion experiment keep their ledger as a child named ``claims``, and resume on it.
 - lock: a deleted experiment whose name is derived from the study's, tagged with the parent and
   ledger run ids, so that one parent exists per study (``studies.py``).
 - child: tags ``trial`` (number), ``attempt``, ``proposed`` (its parameters as JSON, from its creation),
   ``claimed`` (from its first write after the claim), ``device``, ``host``/``pid``/``pid_start``
-  (the owning driver), ``record`` (the driver's StudyRecord, which reads back only others' runs),
+  (the owning driver), ``record`` (the driver's store object, which reads back only others' runs),
   ``worker`` (host:pid of the process that ran it), ``heartbeat`` (epoch ms, refreshed while it runs),
   ``strategy.<key>`` (what the strategy attached to its proposal), ``error`` when it failed,
   ``interrupted`` when it died or was stopped (it runs again),
@@ -32,7 +35,7 @@ Layout of what is written:
 from importlib import import_module
 from typing import Any
 
-_HOMES = {"Attempt": "record", "StudyRecord": "record", "check": "store", "connect": "store", "StudySpec": "studies",
+_HOMES = {"MlflowTrialStore": "record", "check": "store", "connect": "store", "StudySpec": "studies",
           "Tracker": "studies", "default_artifact_location": "studies", "flatten": "studies", "Heartbeat": "trial_run",
           "TrialRecorder": "trial_run", "TrialSink": "trial_run"}
 __all__ = sorted(_HOMES)

@@ -32,7 +32,7 @@ CLAIMED = "claimed"  # "true" once the run won its claim, written with its first
 PROPOSED = "proposed"  # its parameters as JSON, set when it is created: they are logged as params with its first write
 HEARTBEAT = "heartbeat"  # epoch ms, refreshed by the owning driver while the run is RUNNING
 HOST, PID, PID_START = "host", "pid", "pid_start"  # the owning driver, to tell a dead owner on its host
-RECORD = "record"  # which StudyRecord (one per driver) started it: that record need not read it back
+RECORD = "record"  # which MlflowTrialStore (one per driver) started it: that store need not read it back
 WORKER = "worker"  # host:pid of the process that ran the trial (a worker of the driver, or the driver)
 INTERRUPTED = "interrupted"  # "true": the attempt died or was stopped; the number runs again
 RETRIED = "retried"  # "true": a failed attempt that retry_failed sent round again
@@ -41,7 +41,7 @@ ERROR = "error"
 MODEL = "model"  # the URI of the trial's logged MLflow model (models:/m-...), when it kept one
 STRATEGY_TAG_PREFIX = "strategy."
 CURVE_TAG = "curve"  # a trial's objective metric per epoch, JSON, so pruners read siblings in one query
-ROLE = "hpo.role"  # "claims" on the study's claim ledger (a child run of the parent that holds no trial)
+ROLE = "hpo.role"  # "claims" on the study's claim ledger (a run in the companion experiment; a child, in old studies)
 IDENTITY = "identity"  # on the parent: a digest of the study-defining config, set when the run is created
 
 # The project's server routes (``server_app``): a trial's start and its end, one request each.

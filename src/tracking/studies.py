@@ -4,28 +4,26 @@ Two processes that start the same new study at once must end up on one parent ru
 transaction a client can hold, but it has two operations that only one caller can win: creating an
 experiment of a given name, and logging a param a run already has with another value. Each study
 has a *lock*: a (deleted, so hidden) experiment named after the study, created with tags naming
-the study's parent run and its claim ledger. A process that finds no lock creates its parent and
-ledger, then tries to create the lock; the loser deletes what it made and uses the winner's. A
-parent run carries its identity (name, direction, a digest of its config) in the tags it is
-created with, so a kill at any point of this leaves either nothing or a parent that the next run
-adopts. ``fresh`` studies take the next generation of the lock.
+the study's parent run and its claim ledger. The ledger is a run of the companion experiment
+``<experiment> (hpo ledger)``, so the study's own experiment holds only what users look at: parents,
+trials and reports (a study made before keeps its ledger as a ``claims`` child, and resumes on it). A
+process that finds no lock creates its parent and ledger, then tries to create the lock; the loser deletes
+what it made and uses the winner's (``study_runs.py``). A parent run carries its identity (name, direction,
+a digest of its config) in the tags it is created with, so a kill at any point of this leaves either
+nothing or a parent that the next run adopts. ``fresh`` studies take the next generation of the lock.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from src.errors import StudyConflictError
 from src.space import SearchSpace
@@ -34,7 +32,6 @@ from src.tracking.common import (
     INTERRUPTED,
     PARAMS_PER_BATCH,
     RETRIED,
-    ROLE,
     TRIAL,
     now_ms,
     pages,
@@ -42,43 +39,12 @@ from src.tracking.common import (
     quote,
     upload,
 )
-from src.tracking.lineage import code_tags
-from src.tracking.record import StudyRecord
-from src.tracking.store import connect, sqlite_path
+from src.tracking.record import MlflowTrialStore
+from src.tracking.store import connect
+from src.tracking.study_runs import StudyRuns, StudySpec, default_artifact_location
 from src.trial import Direction
 
-CLAIMS = "claims"
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
-LOCK_PREFIX = "hpo-study-lock"
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    """What identifies a study and what its parent run records."""
-
-    name: str
-    experiment: str
-    direction: Direction
-    metric: str
-    config: Mapping[str, str]
-    tags: Mapping[str, str]
-    config_text: str = ""
-
-    @property
-    def identity(self) -> str:
-        return hashlib.sha256(json.dumps(sorted(self.config.items())).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class StudyIds:
-    parent: str
-    claims: str
-
-
-def default_artifact_location(uri: str) -> str | None:
-    """Keep artifacts beside a local SQLite store (``<dir>/mlruns``) rather than under the cwd."""
-    path = sqlite_path(uri) if uri.startswith("sqlite:///") else None
-    return None if path is None else str(path.resolve().parent / "mlruns")
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -99,6 +65,7 @@ class Tracker:
     def __init__(self, uri: str):
         self.uri = uri
         self.client = connect(uri)
+        self.runs = StudyRuns(self.client, uri)
 
     def experiment_id(self, name: str) -> str:
         """The experiment's id, creating it if needed; it is marked as model training, so MLflow's UI opens
@@ -114,22 +81,22 @@ class Tracker:
             self.client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         return experiment.experiment_id
 
-    def open_study(self, spec: StudySpec, space: SearchSpace, fresh: bool = False) -> StudyRecord:
+    def open_study(self, spec: StudySpec, space: SearchSpace, fresh: bool = False) -> MlflowTrialStore:
         """Create the study's parent run, or reopen it after checking the config is the same.
 
         ``fresh`` deletes an existing study of that name (parent and trials) and starts anew.
         """
         experiment_id = self.experiment_id(spec.experiment)
-        ids = self._study_ids(experiment_id, spec, fresh)
+        ids = self.runs.ids(experiment_id, spec, fresh)
         self._check_same_config(ids.parent, spec)
         self.client.update_run(ids.parent, status="RUNNING")
-        return StudyRecord(self.client, self.uri, experiment_id, ids.parent, ids.claims, space, spec.direction)
+        return MlflowTrialStore(self.client, self.uri, experiment_id, ids.parent, ids.claims, space, spec.direction)
 
-    def load_study(self, experiment: str, name: str, space: SearchSpace, direction: Direction) -> StudyRecord:
+    def load_study(self, experiment: str, name: str, space: SearchSpace, direction: Direction) -> MlflowTrialStore:
         """An existing study, for reading back (reports, benchmarks); its runs are left as they are."""
         experiment_id = self.experiment_id(experiment)
-        ids = self._existing(experiment_id, name)
-        return StudyRecord(self.client, self.uri, experiment_id, ids.parent, ids.claims, space, direction)
+        ids = self.runs.existing(experiment_id, name)
+        return MlflowTrialStore(self.client, self.uri, experiment_id, ids.parent, ids.claims, space, direction)
 
     def study_frame(self, experiment: str, name: str) -> tuple[dict[str, Any], pd.DataFrame]:
         """A study for reports: the parent's tags, metrics and times, and one row per trial attempt.
@@ -140,7 +107,7 @@ class Tracker:
         value) and ``tag.<name>``.
         """
         experiment_id = self.experiment_id(experiment)
-        run_id = self._existing(experiment_id, name).parent
+        run_id = self.runs.existing(experiment_id, name).parent
         parent = self.client.get_run(run_id)
         rows = []
         for run in pages(self.client, experiment_id, f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'"):
@@ -190,131 +157,6 @@ class Tracker:
             self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
-
-    # -- which runs a study is ------------------------------------------------------------------
-
-    def _existing(self, experiment_id: str, name: str) -> StudyIds:
-        _, lock = self._lock(experiment_id, name)
-        if lock is not None and self._active(lock.tags.get("parent")):
-            return StudyIds(lock.tags["parent"], lock.tags["claims"])
-        parents = self._parents(experiment_id, name)
-        if not parents:
-            raise LookupError(f"no study {name!r} in experiment {experiment_id!r} at {self.uri}")
-        return StudyIds(parents[0], self._ledger(experiment_id, parents[0]) or "")
-
-    def _study_ids(self, experiment_id: str, spec: StudySpec, fresh: bool) -> StudyIds:
-        """The study's parent and ledger: from its lock, or made (or adopted) and locked now."""
-        generation, lock = self._lock(experiment_id, spec.name)
-        if lock is not None:
-            if lock.lifecycle_stage == "active":  # its maker died before hiding it, or is about to
-                self._hide(lock.experiment_id)
-            parent = lock.tags.get("parent")
-            if self._active(parent) and not fresh:
-                return StudyIds(parent, lock.tags["claims"])
-            generation += 1
-        if fresh:
-            for parent in self._parents(experiment_id, spec.name):
-                self._delete_study(experiment_id, parent)
-        adopted = self._parents(experiment_id, spec.name)[:1]
-        parent = adopted[0] if adopted else self._create_parent(experiment_id, spec)
-        claims = self._ledger(experiment_id, parent)
-        made_claims = claims is None
-        claims = claims or self._create_ledger(experiment_id, parent)
-        if not self._take_lock(experiment_id, spec.name, generation, StudyIds(parent, claims)):
-            _, lock = self._lock(experiment_id, spec.name)
-            won = StudyIds(lock.tags["parent"], lock.tags["claims"])
-            for run_id, made in ((parent, not adopted), (claims, made_claims)):
-                if made and run_id not in (won.parent, won.claims):
-                    self._delete(run_id)
-            parent, claims = won.parent, won.claims
-        self._remove_orphans(experiment_id, spec.name, parent)
-        return StudyIds(parent, claims)
-
-    def _lock_prefix(self, experiment_id: str, name: str) -> str:
-        return f"{LOCK_PREFIX}/{experiment_id}/{hashlib.sha256(name.encode()).hexdigest()[:24]}/"
-
-    def _lock(self, experiment_id: str, name: str) -> tuple[int, Any]:
-        """The latest generation of the study's lock and the lock itself (None and 0 if there is none)."""
-        prefix = self._lock_prefix(experiment_id, name)
-        found = self.client.search_experiments(view_type=ViewType.ALL, filter_string=f"name LIKE '{prefix}%'")
-        locks = {int(e.name.rsplit("/", 1)[1]): e for e in found if re.fullmatch(r"\d+", e.name.rsplit("/", 1)[1])}
-        if not locks:
-            return 0, None
-        generation = max(locks)
-        return generation, locks[generation]
-
-    def _take_lock(self, experiment_id: str, name: str, generation: int, ids: StudyIds) -> bool:
-        """Try to make ``ids`` the study's runs; only one process can create the lock experiment."""
-        try:
-            lock = self.client.create_experiment(f"{self._lock_prefix(experiment_id, name)}{generation}",
-                                                 tags={"parent": ids.parent, "claims": ids.claims, "study": name})
-        except MlflowException:
-            return False
-        self._hide(lock)
-        return True
-
-    def _hide(self, lock: str) -> None:
-        """Delete a lock experiment (it is kept only as a name that cannot be taken twice): out of sight.
-        Another process that found it before it was hidden may hide it at the same moment."""
-        try:
-            self.client.delete_experiment(lock)
-        except MlflowException:
-            if self.client.get_experiment(lock).lifecycle_stage == "active":
-                raise
-
-    def _active(self, run_id: str | None) -> bool:
-        if not run_id:
-            return False
-        try:
-            return self.client.get_run(run_id).info.lifecycle_stage == "active"
-        except MlflowException:
-            return False
-
-    def _parents(self, experiment_id: str, name: str) -> list[str]:
-        """Parent runs of study ``name``, oldest first."""
-        runs = self.client.search_runs([experiment_id], f"tags.study = '{quote(name)}'",
-                                       order_by=["attributes.start_time ASC"], max_results=100)
-        return [run.info.run_id for run in runs if ROLE not in run.data.tags and TRIAL not in run.data.tags]
-
-    def _ledger(self, experiment_id: str, parent: str) -> str | None:
-        runs = self.client.search_runs(
-            [experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}' and tags.`{ROLE}` = '{CLAIMS}'",
-            order_by=["attributes.start_time ASC"], max_results=1)
-        return runs[0].info.run_id if runs else None
-
-    def _remove_orphans(self, experiment_id: str, name: str, parent: str) -> None:
-        """Delete other parents of this study that hold no trial: made by processes killed before locking."""
-        for other in self._parents(experiment_id, name):
-            if other != parent and not self.client.search_runs(
-                    [experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{other}' and tags.{TRIAL} != ''",
-                    max_results=1):
-                self._delete_study(experiment_id, other)
-
-    def _delete_study(self, experiment_id: str, parent: str) -> None:
-        for child in pages(self.client, experiment_id, f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}'"):
-            self._delete(child.info.run_id)
-        self._delete(parent)
-
-    def _delete(self, run_id: str) -> None:
-        """Delete a run that another process may have deleted already."""
-        try:
-            self.client.delete_run(run_id)
-        except MlflowException:
-            if self._active(run_id):
-                raise
-
-    def _create_parent(self, experiment_id: str, spec: StudySpec) -> str:
-        tags = {"study": spec.name, "direction": spec.direction.value, "metric": spec.metric,
-                IDENTITY: spec.identity, **code_tags(), **spec.tags}
-        return self.client.create_run(experiment_id, run_name=spec.name, tags=tags).info.run_id
-
-    def _create_ledger(self, experiment_id: str, parent: str) -> str:
-        note = ("This study's trial-number claims: param `<number>.<attempt>` = the run that holds it. Each "
-                "can be logged once, so however many processes feed the study, each trial runs once.")
-        run = self.client.create_run(experiment_id, run_name=CLAIMS, tags={
-            MLFLOW_PARENT_RUN_ID: parent, MLFLOW_RUN_NAME: CLAIMS, ROLE: CLAIMS, "mlflow.note.content": note})
-        self.client.set_terminated(run.info.run_id, "FINISHED")
-        return run.info.run_id
 
     def _check_same_config(self, run_id: str, spec: StudySpec) -> None:
         """Refuse a different config; finish recording the config if a kill cut it short."""

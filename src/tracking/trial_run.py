@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, Param, RunTag
 
@@ -31,17 +31,33 @@ from src.tracking.common import (
 from src.tracking.store import mlflow_client
 from src.tracking.writes import TrialWrites
 
+if TYPE_CHECKING:
+    from src.space import SearchSpace
+    from src.tracking.record import MlflowTrialStore
+    from src.trial import Direction
+
 MAX_CURVE_CHARS = 5000
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TrialSink:
-    """Where a worker writes a trial: plain data, so a worker process can receive it."""
+    """Where a worker writes a trial (``src.storage.base.TrialSink``): plain data, so a worker process can
+    receive it."""
 
     uri: str
     experiment_id: str
     parent_run_id: str
+
+    def recorder(self, run_id: str, params: Mapping[str, Any], curve_metric: str | None) -> TrialRecorder:
+        return TrialRecorder(self, run_id, params, curve_metric=curve_metric)
+
+    def reader(self, space: SearchSpace, direction: Direction) -> MlflowTrialStore:
+        """A reader of the study for one worker: it claims nothing (no ledger) and reads incrementally."""
+        from src.tracking.record import MlflowTrialStore
+
+        return MlflowTrialStore(mlflow_client(self.uri), self.uri, self.experiment_id, self.parent_run_id, "",
+                                space, direction)
 
 
 class TrialRecorder:

@@ -96,7 +96,7 @@ class TSampling(Strategy):
         self.alpha, self.scale, self.sequential, self.min_samples = alpha, scale, sequential, min_samples
         self.order_by, self.pilot_trials = order_by, pilot_trials if order_by == "sensitivity" else 0
         self.plan = None if auto else Plan(n_samples, min_samples)
-        self._lock = threading.Lock()  # the driver's explainer thread reads the history too
+        self._lock = threading.Lock()  # propose and the readers (progress, stages, winner) share the ledger
         self._ledger = Ledger(direction)
         self._analysis: Analysis | None = None
         self._built: dict[int, _Built] = {}  # per stage number, the latest stage built
