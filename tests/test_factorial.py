@@ -367,11 +367,10 @@ def test_renders_beside_proposals_give_what_a_render_afterwards_gives(monkeypatc
 
     thread = threading.Thread(target=render)
     thread.start()
-    while thread.is_alive():
-        waiting = asked.acquire(blocking=False)
-        strategy.propose(other, [strategy.n_phase1])
-        if waiting:  # the render goes on after this proposal
-            resume.release()
+    while thread.is_alive():  # proposals only at the hand-overs: a busy loop would starve the render of the GIL
+        if asked.acquire(timeout=0.05):
+            strategy.propose(other, [strategy.n_phase1])
+            resume.release()  # the render goes on after this proposal
     thread.join()
     monkeypatch.undo()
     assert errors == [] and len(renders) == 3
