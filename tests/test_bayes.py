@@ -3,6 +3,7 @@ API and MLflow end to end)."""
 
 import math
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -369,3 +370,32 @@ def test_gamma_bo_tunes_a_space_with_a_choice_end_to_end(store, study_name):
     assert {t.params["opt"] for t in result.trials} <= {"a", "b"}
     artifacts = MlflowClient(store).list_artifacts(result.parent_run_id, "gamma_bo")
     assert [a.path for a in artifacts] == ["gamma_bo/surrogate.png"]
+
+
+def test_a_render_beside_a_proposal_leaves_the_process_s_blas_threads_as_they_were():
+    from threadpoolctl import threadpool_info
+
+    from src.strategies.bayes.strategy import _few_blas_threads
+
+    def blas() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas()
+    entered, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:  # enters first, leaves while the second is still inside
+        with _few_blas_threads():
+            entered.set()
+            second_in.wait()
+        first_out.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    entered.wait()
+    with _few_blas_threads():
+        second_in.set()
+        first_out.wait()
+        inside = blas()
+    thread.join()
+    assert all(n == 1 for n in inside)  # still limited after the first one left
+    assert blas() == before  # and restored once both left

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,24 @@ REFINE_STARTS = 3  # local searches from the best candidates
 NEIGHBOUR_ROUNDS = 5  # moves of the discrete neighbour search from each start
 RANDOM_TRIES = 1000  # redraws past taken configurations (only a nearly exhausted discrete space needs many)
 BLAS_THREADS = 1  # at the capped sizes, more threads only contend (500-point Cholesky: 3 ms on 1, 250 ms on 2 busy)
+_blas = threading.Lock()
+_blas_users: list[threadpool_limits] = []  # the limit in force while propose or a render (or both) runs
+
+
+@contextmanager
+def _few_blas_threads() -> Iterator[None]:
+    """``threadpool_limits(BLAS_THREADS)`` for ``propose`` and for a render beside it: the BLAS thread count is
+    the process's, so the first in sets it and the last out restores it (two overlapping ``threadpool_limits``
+    would leave the process at the limit when the first one out restored what the second one saw)."""
+    with _blas:
+        _blas_users.append(_blas_users[0] if _blas_users else threadpool_limits(BLAS_THREADS, user_api="blas"))
+    try:
+        yield
+    finally:
+        with _blas:
+            limit = _blas_users.pop()
+            if not _blas_users:
+                limit.restore_original_limits()
 
 
 class _BayesianOptimisation(Strategy):
@@ -85,7 +105,7 @@ class _BayesianOptimisation(Strategy):
         return None if self.n_iterations is None else self.n_initial + self.n_iterations
 
     def propose(self, history: Sequence[Trial], numbers: Sequence[int]) -> Decision:
-        with threadpool_limits(BLAS_THREADS, user_api="blas"):
+        with _few_blas_threads():
             return self._propose(history, numbers)
 
     def _propose(self, history: Sequence[Trial], numbers: Sequence[int]) -> Decision:
@@ -116,7 +136,7 @@ class _BayesianOptimisation(Strategy):
             return {}
         taken = {t.number for t in history}
         number = next(k for k in itertools.count() if k not in taken)
-        with threadpool_limits(BLAS_THREADS, user_api="blas"):
+        with _few_blas_threads():
             model = self._model(inputs, losses, [], self.rng(number))
             image = surrogate_png(self.name, self.encoding, model, lambda u: self.predictive(model.surrogate, u),
                                   np.asarray(inputs), np.asarray(losses), self._sign)
