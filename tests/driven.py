@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection
+from types import ModuleType
 from typing import Any
+
+import pytest
 
 from src.storage.memory import MemoryStudy, run_in_memory
 from src.strategies import Strategy
@@ -35,3 +39,37 @@ def drive(strategy: Strategy, objective: Callable[[dict[str, Any], int], float],
         return run_in_memory(strategy, run, limit, study=study)
     except KeyboardInterrupt:
         return run_in_memory(strategy, run, limit, study=study)
+
+
+def renders_beside_proposals(monkeypatch: pytest.MonkeyPatch, strategy: Strategy, history: list[Trial],
+                             module: ModuleType, drawing: str, propose: Callable[[], Any]
+                             ) -> tuple[list[dict[str, Any]], list[Exception]]:
+    """Three renders of ``history`` in a background thread, as the driver's explainer makes them beside its
+    proposals, with the hand-overs forced: each call of ``module.drawing`` waits until the main thread has
+    called ``propose()``. Returns the renders and what the render thread raised."""
+    asked, resume = threading.Semaphore(0), threading.Semaphore(0)
+    draw = getattr(module, drawing)
+
+    def handing_over(*args: Any, **options: Any) -> Any:
+        asked.release()
+        resume.acquire()
+        return draw(*args, **options)
+
+    monkeypatch.setattr(module, drawing, handing_over)
+    renders, errors = [], []
+
+    def render() -> None:
+        try:
+            renders.extend(strategy.artifacts(history) for _ in range(3))
+        except Exception as error:  # reported by the main thread
+            errors.append(error)
+
+    thread = threading.Thread(target=render)
+    thread.start()
+    while thread.is_alive():  # proposals only at the hand-overs: a busy loop would starve the render of the GIL
+        if asked.acquire(timeout=0.05):
+            propose()
+            resume.release()  # the render goes on after this proposal
+    thread.join()
+    monkeypatch.undo()
+    return renders, errors

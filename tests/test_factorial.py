@@ -4,7 +4,6 @@ import io
 import itertools
 import math
 import random
-import threading
 from dataclasses import replace
 
 import numpy as np
@@ -16,7 +15,7 @@ from src.space import SearchSpace
 from src.strategies.factorial import DesignError, FactorialGrid, lenth_pse, plots, tables
 from src.strategies.factorial.design import GENERATORS
 from src.trial import Direction, Trial, TrialState
-from tests.driven import drive
+from tests.driven import drive, renders_beside_proposals
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -348,31 +347,8 @@ def test_renders_beside_proposals_give_what_a_render_afterwards_gives(monkeypatc
     strategy.fit_budget(40)
     history = drive(strategy, bowl, budget=40)
     other = [replace(t, value=t.value + 0.01 * t.number) for t in history]  # another phase 1, another grid
-    asked, resume = threading.Semaphore(0), threading.Semaphore(0)
-    markdown = tables.markdown
-
-    def handing_over(frame):
-        asked.release()
-        resume.acquire()
-        return markdown(frame)
-
-    monkeypatch.setattr(tables, "markdown", handing_over)
-    renders, errors = [], []
-
-    def render():
-        try:
-            renders.extend(strategy.artifacts(history) for _ in range(3))
-        except Exception as error:  # reported by the main thread
-            errors.append(error)
-
-    thread = threading.Thread(target=render)
-    thread.start()
-    while thread.is_alive():  # proposals only at the hand-overs: a busy loop would starve the render of the GIL
-        if asked.acquire(timeout=0.05):
-            strategy.propose(other, [strategy.n_phase1])
-            resume.release()  # the render goes on after this proposal
-    thread.join()
-    monkeypatch.undo()
+    renders, errors = renders_beside_proposals(monkeypatch, strategy, history, tables, "markdown",
+                                               lambda: strategy.propose(other, [strategy.n_phase1]))
     assert errors == [] and len(renders) == 3
     fresh = factorial(BOWL)
     fresh.fit_budget(40)

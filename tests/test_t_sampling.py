@@ -2,7 +2,6 @@
 
 import itertools
 import math
-import threading
 from collections import Counter
 
 import numpy as np
@@ -18,7 +17,7 @@ from src.strategies import make_strategy
 from src.strategies.t_sampling import SUITED, Combination, tables
 from src.trial import Direction, Trial, TrialState
 from tests.conftest import ROOT
-from tests.driven import drive
+from tests.driven import drive, renders_beside_proposals
 
 CONDITIONS = {"nodes": [2, 4, 6], "layers": [1, 2, 3], "steps": [5, 10, 15]}
 SPACE = SearchSpace.from_config({k: {"type": "choice", "values": v} for k, v in CONDITIONS.items()})
@@ -121,33 +120,13 @@ def test_renders_beside_proposals_give_what_a_render_afterwards_gives(monkeypatc
     ``propose`` reads into the ledger and analysis it keeps: a render that read those would show that history."""
     strategy = t_sampling()
     history = drive(strategy, loss)
-    asked, resume = threading.Semaphore(0), threading.Semaphore(0)
-    png = tables.png
-
-    def handing_over(fig, **options):
-        asked.release()
-        resume.acquire()
-        return png(fig, **options)
-
-    monkeypatch.setattr(tables, "png", handing_over)
-    renders, errors = [], []
-
-    def render():
-        try:
-            renders.extend(strategy.artifacts(history) for _ in range(3))
-        except Exception as error:  # reported by the main thread
-            errors.append(error)
-
-    thread = threading.Thread(target=render)
-    thread.start()
     shorter = itertools.cycle((history[:-1], history[:-2]))
-    while thread.is_alive():  # proposals only at the hand-overs: a busy loop would starve the render of the GIL
-        if asked.acquire(timeout=0.05):
-            proposed = next(shorter)
-            strategy.propose(proposed, [len(proposed)])
-            resume.release()  # the render goes on after this proposal
-    thread.join()
-    monkeypatch.undo()
+
+    def propose() -> None:
+        proposed = next(shorter)
+        strategy.propose(proposed, [len(proposed)])
+
+    renders, errors = renders_beside_proposals(monkeypatch, strategy, history, tables, "png", propose)
     assert errors == [] and len(renders) == 3
     expected = t_sampling().artifacts(history)
     assert "t_sampling/summary.md" in expected

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from src.trial import Direction, Proposal, Trial, TrialState, best_trial
 
@@ -156,3 +156,42 @@ class TrialIndex:
             self._best_stale = True  # it may be gone or changed: the next best() looks again
         elif not self._best_stale:  # the best of it and the new trials, in number order as best_trial breaks ties
             self._best = best_trial(sorted([*filter(None, [self._best]), *trials], key=_number), self.direction)
+
+
+class IndexedViews:
+    """What every store answers from its ``TrialIndex`` (``index``) without reading, and ``note``: the reading
+    views of ``TrialStore``, written once for both stores."""
+
+    index: TrialIndex
+
+    def trials(self) -> list[Trial]:
+        return self.index.trials()
+
+    def taken(self) -> frozenset[int]:
+        return self.index.taken()
+
+    def retries(self) -> dict[int, Proposal]:
+        return self.index.retries()
+
+    def best(self) -> Trial | None:
+        return self.index.best()
+
+    def ended(self) -> int:
+        return self.index.ended()
+
+    def running_elsewhere(self, own: Collection[str]) -> bool:
+        return self.index.running_elsewhere(own)
+
+    def errors(self) -> Counter[str]:
+        return self.index.errors()
+
+    def note(self, trial: Trial) -> None:
+        """A trial this driver ran has ended (as its executor reports it): known without reading it back."""
+        known = self.index.get(trial.number, trial.run_id)
+        if known is not None:
+            self.index.put(replace(known, status=STATUS_OF[trial.state], trial=trial))
+
+    def kept_model(self, best: Trial | None) -> str | None:
+        """The URI of the model ``best`` kept, as far as read; None if it kept none."""
+        attempt = self.index.get(best.number, best.run_id) if best else None
+        return None if attempt is None else attempt.model

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from src.space import SearchSpace
-from src.storage.index import STATUS_OF, STATUSES, Attempt, TrialIndex
+from src.storage.index import STATUSES, Attempt, IndexedViews, TrialIndex
 from src.trial import Direction, Proposal, Trial
 
 
@@ -137,7 +136,7 @@ class MemoryHeartbeat:
         self.runs.clear()
 
 
-class InMemoryStore:
+class InMemoryStore(IndexedViews):
     """One driver's view of a ``MemoryStudy``: the ``TrialStore`` interface, in memory."""
 
     def __init__(self, study: MemoryStudy, direction: Direction, stale_after_s: float = 60.0):
@@ -170,26 +169,12 @@ class InMemoryStore:
         self.read_found = len(changed)
         return self.index.trials()
 
-    def trials(self) -> list[Trial]:
-        return self.index.trials()
 
-    def taken(self) -> frozenset[int]:
-        return self.index.taken()
 
-    def retries(self) -> Mapping[int, Proposal]:
-        return self.index.retries()
 
-    def best(self) -> Trial | None:
-        return self.index.best()
 
-    def ended(self) -> int:
-        return self.index.ended()
 
-    def running_elsewhere(self, own: Collection[str]) -> bool:
-        return self.index.running_elsewhere(own)
 
-    def errors(self) -> Counter[str]:
-        return self.index.errors()
 
     def _remember(self, run: MemoryRun) -> Attempt:
         proposal = run.proposal
@@ -216,11 +201,6 @@ class InMemoryStore:
             self.study.changed(run)
             self._remember(run)
         return run.run_id
-
-    def note(self, trial: Trial) -> None:
-        known = self.index.get(trial.number, trial.run_id)
-        if known is not None:
-            self.index.put(replace(known, status=STATUS_OF[trial.state], trial=trial))
 
     def _dead(self, run: MemoryRun) -> bool:
         """Whether a claim's run is dead (settling it if its owner died)."""
@@ -301,10 +281,10 @@ class InMemoryStore:
             self.study.artifacts.update(files)
 
     def promote(self, best: Trial | None, name: str) -> None:
-        attempt = self.index.get(best.number, best.run_id) if best else None
-        if attempt is not None and attempt.model is not None:
+        model = self.kept_model(best)
+        if model is not None:
             with self.study.lock:
-                self.study.best_model = attempt.model
+                self.study.best_model = model
 
     def end(self, status: str) -> None:
         with self.study.lock:

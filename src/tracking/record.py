@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections import Counter
-from collections.abc import Collection, Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlflow.entities import Param
@@ -27,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from src.space import SearchSpace
-from src.storage.index import STATUS_OF, STATUSES, Attempt, TrialIndex
+from src.storage.index import STATUSES, Attempt, IndexedViews, TrialIndex
 from src.tracking.common import (
     ATTEMPT,
     CLAIMED,
@@ -58,7 +56,7 @@ CLAIM_TRIES = 3  # a claim that fails for another reason than a rival holding it
 REFRESH_MARGIN_MS = 250  # incremental reads look this far back, for runs other processes committed late
 
 
-class MlflowTrialStore(Settling):
+class MlflowTrialStore(IndexedViews, Settling):
     """One study's parent run, its trials and its claim ledger, for one driver (or one worker's reader, which
     has no ledger and claims nothing)."""
 
@@ -114,32 +112,12 @@ class MlflowTrialStore(Settling):
             self._remember(run)
         return self.index.trials()
 
-    def note(self, trial: Trial) -> None:
-        """A trial this process ran has ended (as its executor reports it): known without reading it back."""
-        known = self.index.get(trial.number, trial.run_id)
-        if known is not None:
-            self.index.put(replace(known, status=STATUS_OF[trial.state], trial=trial))
 
-    def trials(self) -> list[Trial]:
-        return self.index.trials()
 
-    def taken(self) -> frozenset[int]:
-        return self.index.taken()
 
-    def best(self) -> Trial | None:
-        return self.index.best()
 
-    def ended(self) -> int:
-        return self.index.ended()
 
-    def running_elsewhere(self, own: Collection[str]) -> bool:
-        return self.index.running_elsewhere(own)
 
-    def errors(self) -> Counter[str]:
-        return self.index.errors()
-
-    def retries(self) -> Mapping[int, Proposal]:
-        return self.index.retries()
 
     def _children(self, condition: str = "") -> Iterator[Any]:
         query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'" + (f" and {condition}" if condition else "")
@@ -263,9 +241,9 @@ class MlflowTrialStore(Settling):
 
     def promote(self, best: Trial | None, name: str) -> None:
         """Make the best trial's logged model the registered model ``name``'s ``@best`` (if it kept one)."""
-        attempt = self.index.get(best.number, best.run_id) if best else None
-        if attempt is not None and attempt.model is not None:
-            self.parent.promote(best, attempt.model, name)
+        model = self.kept_model(best)
+        if model is not None:
+            self.parent.promote(best, model, name)
 
     def end(self, status: str) -> None:
         self.parent.end(status)

@@ -64,6 +64,7 @@ class StudyRuns:
 
     def __init__(self, client: MlflowClient, uri: str):
         self.client, self.uri = client, uri
+        self._ledger_experiments: dict[str, str] = {}  # experiment id -> its companion's, once found or made
 
     def existing(self, experiment_id: str, name: str) -> StudyIds:
         _, lock = self._lock(experiment_id, name)
@@ -160,6 +161,11 @@ class StudyRuns:
 
     def _ledger_experiment(self, experiment_id: str) -> str:
         """The companion experiment that holds the claim ledgers of ``experiment_id``'s studies."""
+        if experiment_id not in self._ledger_experiments:
+            self._ledger_experiments[experiment_id] = self._find_or_make_ledger_experiment(experiment_id)
+        return self._ledger_experiments[experiment_id]
+
+    def _find_or_make_ledger_experiment(self, experiment_id: str) -> str:
         name = self.client.get_experiment(experiment_id).name + LEDGER_SUFFIX
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
