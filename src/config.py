@@ -27,10 +27,10 @@ HYDRA_KEYS = {"strategy": "strategy.name", "n_trials": "n_trials", "direction": 
               "heartbeat_interval_s": "heartbeat.interval_s", "stale_after_s": "heartbeat.stale_after_s",
               "log_models": "tracking.log_models", "system_metrics": "tracking.system_metrics"}
 # Parameters of the code that reads a group which its caller fills itself, not from the group's keys:
-# TrainingObjective calls fit(model, data, device=, seed=, report=, [first_epoch=,] **trainer),
+# TrainingObjective calls fit(model, data, device=, seed=, report=, resume=, [first_epoch=,] **trainer),
 # build_model calls Architecture(input_shape=, num_outputs=, **model) and load_dataset calls
 # loader(root=, cache=, seed=, **dataset).
-CALLER_FILLED = {"trainer": {"model", "data", "device", "seed", "report", "first_epoch"},
+CALLER_FILLED = {"trainer": {"model", "data", "device", "seed", "report", "first_epoch", "resume"},
                  "model": {"input_shape", "num_outputs"}, "dataset": {"root", "cache", "seed"}}
 
 

@@ -3,7 +3,9 @@
 Read the history back from the store (``src.storage.base.TrialStore``: MLflow, or in memory), ask
 the strategy for parameters for the trial numbers still free (or re-run a dead attempt's parameters),
 claim each number in the store, hand the claimed trials to the executor, settle what it reports, and
-repeat until every number below the budget is finished or the strategy says it is done. Other
+repeat until every number below the budget is finished or the strategy says it is done. Under a
+promote-mode pruner (``src.pruning.halving``) a free worker first resumes a paused trial that has become
+one of the best of its rung, and the study goes on until no paused trial qualifies. Other
 processes may feed the same study: their claims and trials show up in the history, a number one of
 them holds is left to it, and a trial whose owner died is settled (``TrialStore.reap``) and run again.
 """
@@ -17,10 +19,11 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from src.execution import Executor, Outcome, TrialJob
+from src.execution import Executor, Outcome, Resume, TrialJob
+from src.pruning import Pruner
 from src.storage.base import TrialStore
 from src.strategies import Strategy
-from src.trial import Trial
+from src.trial import Proposal, Trial
 
 SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
 ARTIFACT_INTERVAL_S = 30.0  # how often, at most, it refreshes the strategy's tables and plots there
@@ -101,8 +104,10 @@ class Driver:
 
     def __init__(self, record: TrialStore, strategy: Strategy, runner: Executor, budget: int,
                  make_job: Callable[..., TrialJob], device: str, name: str, progress: bool, max_retries: int,
-                 liveness: Liveness, explain: bool = True):
+                 liveness: Liveness, explain: bool = True, pruner: Pruner | None = None, seed: int = 0):
         self.record, self.strategy, self.runner, self.budget = record, strategy, runner, budget
+        self.promoting = pruner.halving if pruner is not None and pruner.promotes else None
+        self.seed = seed
         self.make_job, self.device, self.name, self.progress = make_job, device, name, progress
         self.max_retries, self.liveness = max_retries, liveness
         self.heartbeat = record.heartbeat(liveness.heartbeat_interval_s)
@@ -132,7 +137,7 @@ class Driver:
                     record.reap(self._own())
                     record.history(full=True)
                     if not record.running_elsewhere(self._own()):
-                        if not self._free(1):
+                        if not self._free(1) and not self._promotions():
                             self._show(bar, record.trials())
                             break
                         if self._fill() == 0:
@@ -179,13 +184,38 @@ class Driver:
         end = self.budget if most is None else min(self.budget, len(taken) + len(inflight) + most)
         return sorted(set(range(end)).difference(taken, inflight))[:most]
 
+    def _promotions(self) -> list[tuple[Trial, int]]:
+        """Paused trials (not this process's) now among the best of their rung, with the rung's epoch."""
+        if self.promoting is None:
+            return []
+        paused = [t for t in self.record.trials() if t.paused and t.number not in self.inflight]
+        recorded = {epoch: self.record.rung_values(epoch) for epoch in {max(t.rungs) for t in paused if t.rungs}}
+        draining = self.finished or not self._free(1)
+        return self.promoting.promotions(paused, recorded, self.seed, self.strategy.direction, draining)
+
+    def _promote(self, slots: int) -> int:
+        """Resume up to ``slots`` promoted trials; returns how many this process won."""
+        resumed = 0
+        for trial, epoch in self._promotions()[:slots] if slots > 0 else []:
+            run_id = self.record.resume_trial(trial, epoch, self.device)
+            if run_id is None:
+                continue  # another process promoted it first
+            self.heartbeat.add(run_id)
+            self.runner.submit(self.make_job(number=trial.number, proposal=Proposal(trial.params, trial.tags),
+                                             run_id=run_id, resume=Resume(epoch, trial.curve, trial.rungs)))
+            self.inflight[trial.number] = run_id
+            resumed += 1
+        return resumed
+
     def _fill(self) -> int:
-        """Propose for the free slots, claim and submit; returns how many proposals there were."""
+        """Resume promoted trials, then propose for the free slots, claim and submit; returns how many trials
+        were resumed or proposed."""
+        resumed = self._promote(self.runner.free_slots())
         slots = self.runner.free_slots()
         waiting = self.record.retries()
         free = self._free(slots + len(waiting)) if slots > 0 else []
         if not free:
-            return 0
+            return resumed
         retries = {k: waiting[k] for k in free if k in waiting}
         batch = list(retries.items())[:slots]
         fresh = [k for k in free if k not in retries][: slots - len(batch)]
@@ -200,7 +230,7 @@ class Driver:
             self.heartbeat.add(run_id)
             self.runner.submit(self.make_job(number=number, proposal=proposal, run_id=run_id))
             self.inflight[number] = run_id
-        return len(batch)
+        return resumed + len(batch)
 
     def _settle(self, outcome: Outcome) -> None:
         for trial in outcome.finished:

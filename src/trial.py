@@ -24,7 +24,9 @@ class TrialState(enum.Enum):
 class Trial:
     """One attempt at a parameter set. ``number`` orders trials in the study and seeds them.
 
-    ``curve`` holds the objective metric per epoch of a finished trial (for pruners).
+    ``curve`` holds the objective metric per epoch of a finished trial (for pruners); ``rungs`` the values it
+    recorded at the rungs of a multi-fidelity pruner (``src.pruning.halving``), and ``paused`` says it
+    waits at its last rung, checkpointed, for a promotion (state PRUNED until then).
     """
 
     number: int
@@ -34,6 +36,8 @@ class Trial:
     run_id: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     curve: Mapping[int, float] = field(default_factory=dict)
+    rungs: Mapping[int, float] = field(default_factory=dict)
+    paused: bool = False
 
     @property
     def finished(self) -> bool:
@@ -70,6 +74,22 @@ class TrialPruned(Exception):
     """Raised by a trial's report callback when its learning curve is not worth finishing."""
 
 
+class TrialPaused(Exception):
+    """Raised by a trial's report callback at a rung where a promote-mode pruner pauses it (checkpointed)."""
+
+    def __init__(self, epoch: int, state: Any = None):
+        super().__init__(f"paused at epoch {epoch} until a promotion")
+        self.epoch, self.state = epoch, state
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a paused trial left: the epoch it reached and the state its objective gave to ``report``."""
+
+    epoch: int
+    state: Any
+
+
 class TrialTimeout(Exception):
     """Raised inside a trial that ran past its time limit, by whichever executor runs it."""
 
@@ -88,7 +108,11 @@ def best_trial(trials: list[Trial], direction: Direction) -> Trial | None:
 class TrialContext:
     """What an objective gets beside its parameters: who it is, where to run, and where to report.
 
-    ``report(epoch, metrics)`` logs a learning-curve point; ``log_artifacts({path: text or bytes})``
+    ``report(epoch, metrics, checkpoint=None)`` logs a learning-curve point, and raises ``TrialPruned`` (or
+    ``TrialPaused``) when the study's pruner stops the trial there; ``checkpoint`` is a callable returning
+    the state to resume from (a dict of state_dicts, say), called only when a promote-mode pruner pauses
+    the trial. ``restore()`` gives a promoted trial that ``Checkpoint`` back (None for a fresh start):
+    train from ``checkpoint.epoch + 1``. ``log_artifacts({path: text or bytes})``
     attaches files to the trial's run; ``keep_model(model, input_example)`` offers the trained torch
     model (logged as an MLflow model if the study keeps this trial's model: ``log_models``);
     ``tags`` are what the strategy attached to the proposal.
@@ -97,7 +121,8 @@ class TrialContext:
     number: int
     seed: int
     device: str
-    report: Callable[[int, Mapping[str, float]], None]
+    report: Callable[..., None]
     log_artifacts: Callable[[Mapping[str, str | bytes]], None]
     tags: Mapping[str, str] = field(default_factory=dict)
     keep_model: Callable[[Any, Any], None] = lambda model, input_example: None
+    restore: Callable[[], Checkpoint | None] = lambda: None

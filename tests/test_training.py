@@ -43,7 +43,7 @@ def test_fit_reports_every_epoch_and_learns():
     model = build_model({"arch": "cnn", "conv_channels": [4], "dense": [8], "dropout": 0.0}, (1, 8, 8), 2)
     reports = []
     metrics = fit(model, data, epochs=3, batch_size=16, lr=0.05, momentum=0.9, seed=0,
-                  report=lambda epoch, m: reports.append((epoch, dict(m))))
+                  report=lambda epoch, m, **_: reports.append((epoch, dict(m))))
     assert [epoch for epoch, _ in reports] == [1, 2, 3]
     assert set(reports[-1][1]) == {"train_loss", "val_loss", "val_accuracy", "val_sensitivity",
                                    "val_specificity", "val_mcc"}
@@ -78,7 +78,7 @@ def test_regression_reports_rmse_scaled_and_original_and_the_test_split_once():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(10, 1))
     reports = []
     metrics = fit(model, data, epochs=2, batch_size=16, lr=0.05, optimizer="adam",
-                  report=lambda epoch, m: reports.append((epoch, dict(m))))
+                  report=lambda epoch, m, **_: reports.append((epoch, dict(m))))
     assert [epoch for epoch, _ in reports] == [1, 2]
     assert not any(k.startswith("test_") for k in reports[0][1])
     assert metrics == reports[-1][1]

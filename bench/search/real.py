@@ -52,8 +52,8 @@ class RealTask:
     def observe(self, params: Params, seed: int, number: int) -> float:
         """The trial's validation metric; NaN (a failed trial, counted in ``failed``) when the training raised."""
         cfg, _, objective = _objective(self.name)
-        context = TrialContext(number, trial_seed(seed, number), "cpu", report=lambda epoch, metrics: None,
-                               log_artifacts=lambda files: None)
+        context = TrialContext(number, trial_seed(seed, number), "cpu",
+                               report=lambda epoch, metrics, checkpoint=None: None, log_artifacts=lambda files: None)
         try:
             return float(objective(params, context)[cfg.objective.metric])
         except Exception:  # as in a study, a trial that raises (a diverged training, mostly) fails

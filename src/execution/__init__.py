@@ -22,10 +22,10 @@ from src.errors import ConfigError
 from src.execution.inline import Executor, InlineExecutor
 from src.execution.process import ProcessExecutor
 from src.execution.ray import RayExecutor
-from src.execution.trial import DEVICE, LOG_MODELS, Objective, Outcome, TrialJob, resolve_device
+from src.execution.trial import DEVICE, LOG_MODELS, Objective, Outcome, Resume, TrialJob, resolve_device
 
 __all__ = ["DEVICE", "LOG_MODELS", "Executor", "InlineExecutor", "Objective", "Outcome", "ProcessExecutor",
-           "TrialJob", "make_executor", "resolve_device"]
+           "Resume", "TrialJob", "make_executor", "resolve_device"]
 
 EXECUTORS: dict[str, Callable[..., Executor]] = {
     "inline": InlineExecutor, "process": ProcessExecutor, "ray": RayExecutor,

@@ -21,10 +21,12 @@ from src.execution.limits import time_limit
 from src.pruning import Pruner
 from src.space import SearchSpace
 from src.trial import (
+    Checkpoint,
     Direction,
     Proposal,
     Trial,
     TrialContext,
+    TrialPaused,
     TrialPruned,
     TrialState,
     best_trial,
@@ -38,6 +40,15 @@ Objective = Callable[..., float | Mapping[str, float]]
 LOG_MODELS = ("best", "all", "none")
 log = logging.getLogger(__name__)
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A paused trial promoted past rung ``epoch``: it goes on from the state it saved there, if any."""
+
+    epoch: int
+    curve: Mapping[int, float]  # what it reported up to the rung, so its run keeps one whole curve
+    rungs: Mapping[int, float]
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class TrialJob:
     timeout: float | None = None  # seconds; set by the executor from its ``trial_timeout``
     log_models: str = "best"  # which trials' models are logged: best (better than any before it), all, none
     system_metrics: bool = False  # MLflow's CPU, memory and GPU metrics on the trial's run
+    resume: Resume | None = None  # a promoted trial's rung and what it did before it
     reader: StudyReader | None = field(default=None, compare=False, repr=False)  # the driver's store, inline
 
     def __getstate__(self) -> dict[str, Any]:
@@ -108,7 +120,9 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
               readers: dict[TrialSink, StudyReader] | None = None) -> Trial:
     """Run one trial and record it; an exception or a NaN makes it FAILED, never stops the study.
 
-    A pruner's verdict (raised from ``report``) makes it PRUNED; KeyboardInterrupt marks it
+    A pruner's verdict (raised from ``report``) makes it PRUNED, or PRUNED and paused at a rung (keeping
+    the state the objective's ``checkpoint`` gives) in promote mode; a promoted trial (``job.resume``)
+    gets that state back from ``restore()`` and reports only epochs past its rung. KeyboardInterrupt marks it
     interrupted (to be run again on resume) and propagates. ``on_start`` is called when the trial
     proper starts (after the objective's ``setup``), which is when its time limit starts counting.
     The study is read back (pruning, keeping the best model) through ``job.reader`` when the trial runs
@@ -117,18 +131,38 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
     """
     recorder = job.sink.recorder(job.run_id, job.proposal.params, job.metric)
     readers = {} if readers is None else readers
+    resumed = job.resume.epoch if job.resume is not None else 0
+    rungs = dict(job.resume.rungs) if job.resume is not None else {}
+    if job.resume is not None:
+        recorder.curve.update(job.resume.curve)
 
-    def report(epoch: int, metrics: Mapping[str, float]) -> None:
+    def report(epoch: int, metrics: Mapping[str, float], checkpoint: Callable[[], Any] | None = None) -> None:
+        if epoch <= resumed:  # an objective that did not restore its state repeats epochs already on record
+            return
         recorder.report(epoch, metrics)
-        if job.pruner.active and job.metric in metrics:
-            reason = job.pruner.check(_reader(job, readers), job.direction, job.number, epoch, metrics[job.metric])
-            if reason is not None:
-                raise TrialPruned(f"epoch {epoch}: {reason}")
+        if not job.pruner.active or job.metric not in metrics:
+            return
+        value = float(metrics[job.metric])
+        halving = job.pruner.halving
+        if halving is not None and epoch in halving.rungs_of(job.number, job.seed):
+            recorder.rung(epoch, value)
+            rungs[epoch] = value
+            if job.pruner.promotes:
+                raise TrialPaused(epoch, None if checkpoint is None else checkpoint())
+        reason = job.pruner.check(_reader(job, readers), job.direction, job.number, epoch, value, job.seed)
+        if reason is not None:
+            raise TrialPruned(f"epoch {epoch}: {reason}")
+
+    def restore() -> Checkpoint | None:
+        if job.resume is None:
+            return None
+        state = recorder.restore(job.resume.epoch)
+        return None if state is None else Checkpoint(job.resume.epoch, state)
 
     kept: list[tuple[Any, Any]] = []
     context = TrialContext(job.number, trial_seed(job.seed, job.number), job.device, report,
                            recorder.log_artifacts, dict(job.proposal.tags),
-                           keep_model=lambda model, example: kept.append((model, example)))
+                           keep_model=lambda model, example: kept.append((model, example)), restore=restore)
     start = time.perf_counter()
     try:
         takes_context = len(inspect.signature(job.objective).parameters) > 1
@@ -146,15 +180,18 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
         model = _kept_model(job, recorder, kept[-1], value, readers) if kept else None
     except TrialPruned as pruned:
         recorder.prune(str(pruned), time.perf_counter() - start)
-        return _ended(job, TrialState.PRUNED, None, recorder)
+        return _ended(job, TrialState.PRUNED, None, recorder, rungs)
+    except TrialPaused as paused:
+        recorder.pause(paused.epoch, paused.state, time.perf_counter() - start)
+        return _ended(job, TrialState.PRUNED, None, recorder, rungs, paused=True)
     except KeyboardInterrupt as interrupt:
         recorder.fail(interrupt, time.perf_counter() - start, interrupted=True)
         raise
     except Exception as error:  # noqa: BLE001 - any failure of user code becomes a failed trial
         recorder.fail(error, time.perf_counter() - start)
-        return _ended(job, TrialState.FAILED, None, recorder)
+        return _ended(job, TrialState.FAILED, None, recorder, rungs)
     recorder.complete(value, time.perf_counter() - start, model)
-    return _ended(job, TrialState.COMPLETE, value, recorder)
+    return _ended(job, TrialState.COMPLETE, value, recorder, rungs)
 
 
 def _reader(job: TrialJob, readers: dict[TrialSink, StudyReader]) -> StudyReader:
@@ -187,5 +224,7 @@ def _keeps_model(job: TrialJob, value: float, readers: dict[TrialSink, StudyRead
     return best is None or job.direction.better(value, best.value)
 
 
-def _ended(job: TrialJob, state: TrialState, value: float | None, recorder: Recorder) -> Trial:
-    return Trial(job.number, job.proposal.params, state, value, recorder.run_id, job.proposal.tags, recorder.curve)
+def _ended(job: TrialJob, state: TrialState, value: float | None, recorder: Recorder, rungs: Mapping[int, float],
+           paused: bool = False) -> Trial:
+    return Trial(job.number, job.proposal.params, state, value, recorder.run_id, job.proposal.tags, recorder.curve,
+                 dict(rungs), paused)

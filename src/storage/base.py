@@ -38,6 +38,10 @@ class StudyReader(Protocol):
         """The live trial of each number that has one, ordered by number; incremental after the first call
         (``full`` reads everything again)."""
 
+    def rung_values(self, epoch: int) -> dict[int, float]:
+        """The value each live trial recorded at rung ``epoch`` (``Recorder.rung``), running ones included,
+        read now: what a multi-fidelity pruner compares with."""
+
 
 class Recorder(Protocol):
     """Writes one claimed trial's results, in the worker that runs it. One per trial; not shared."""
@@ -50,6 +54,12 @@ class Recorder(Protocol):
 
     def log_artifacts(self, files: Mapping[str, str | bytes]) -> None: ...
 
+    def rung(self, epoch: int, value: float) -> None:
+        """Record the trial's value at rung ``epoch``, on record for every reader before this returns."""
+
+    def restore(self, epoch: int) -> Any:
+        """The state the trial saved when it paused at ``epoch`` (``pause``), or None if it saved none."""
+
     def log_model(self, model: Any, input_example: Any) -> str:
         """Keep the trained model; returns a URI that ``TrialStore.promote`` can register."""
 
@@ -58,6 +68,9 @@ class Recorder(Protocol):
     def complete(self, value: float, duration_s: float, model: str | None = None) -> None: ...
 
     def prune(self, reason: str, duration_s: float) -> None: ...
+
+    def pause(self, epoch: int, state: Any, duration_s: float) -> None:
+        """End this run of the trial at rung ``epoch``, PAUSED, keeping ``state`` (if not None) to resume from."""
 
     def fail(self, error: BaseException, duration_s: float, interrupted: bool = False) -> None:
         """End the trial FAILED; ``interrupted`` ones run again (a stopped study), others count as failed."""
@@ -117,6 +130,11 @@ class TrialStore(StudyReader, Protocol):
     def start_trial(self, number: int, proposal: Proposal, device: str) -> str | None:
         """Create trial ``number``'s run and claim the number for it: its run id, or None when a live run
         of another driver holds it. Atomic across drivers (see the module docstring)."""
+
+    def resume_trial(self, trial: Trial, epoch: int, device: str) -> str | None:
+        """Promote paused ``trial`` past rung ``epoch``: claim the promotion (exactly one driver wins it, as
+        ``start_trial`` claims a number) and reopen its run, RUNNING again under this driver; its run id, or
+        None when another driver holds the promotion."""
 
     def note(self, trial: Trial) -> None:
         """A trial this driver started has ended, as its executor reports it: known without reading back."""

@@ -11,6 +11,7 @@ reaped by the others. Objects here do not cross processes: use the inline execut
 
 from __future__ import annotations
 
+import copy
 import threading
 import uuid
 from collections.abc import Callable, Collection, Mapping
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from src.pruning import Pruner
 from src.space import SearchSpace
 from src.storage.index import STATUSES, Attempt, IndexedViews, TrialIndex
 from src.trial import Direction, Proposal, Trial
@@ -37,6 +39,9 @@ class MemoryRun:
     value: float | None = None
     metrics: dict[str, dict[int, float]] = field(default_factory=dict)
     curve: dict[int, float] = field(default_factory=dict)
+    rungs: dict[int, float] = field(default_factory=dict)
+    paused: bool = False
+    checkpoints: dict[int, Any] = field(default_factory=dict)  # epoch -> the state it paused with
     error: str | None = None
     superseded: bool = False
     worker_died: bool = False
@@ -50,6 +55,7 @@ class MemoryStudy:
         self.lock = threading.RLock()
         self.runs: dict[str, MemoryRun] = {}
         self.claims: dict[tuple[int, int], str] = {}
+        self.promotions: dict[tuple[int, int, int], str] = {}  # (number, attempt, rung epoch) -> the promoting owner
         self.changes: list[str] = []  # run ids, in the order they changed: what readers read incrementally
         self.alive: set[str] = set()  # the owners (drivers) that run
         self.summary: dict[str, Any] = {}
@@ -78,6 +84,20 @@ class MemoryRecorder:
 
     def log_artifacts(self, files: Mapping[str, str | bytes]) -> None:
         """Trials' files are not kept in memory."""
+
+    def rung(self, epoch: int, value: float) -> None:
+        with self.study.lock:
+            self.study.runs[self.run_id].rungs[epoch] = float(value)
+
+    def restore(self, epoch: int) -> Any:
+        with self.study.lock:
+            return copy.deepcopy(self.study.runs[self.run_id].checkpoints.get(epoch))
+
+    def pause(self, epoch: int, state: Any, duration_s: float) -> None:
+        with self.study.lock:
+            if state is not None and self.study.runs[self.run_id].status == "RUNNING":
+                self.study.runs[self.run_id].checkpoints[epoch] = copy.deepcopy(state)
+        self._end("KILLED", paused=True)
 
     def log_model(self, model: Any, input_example: Any) -> str:
         uri = f"memory:/{self.run_id}"
@@ -169,17 +189,15 @@ class InMemoryStore(IndexedViews):
         self.read_found = len(changed)
         return self.index.trials()
 
-
-
-
-
-
-
+    def rung_values(self, epoch: int) -> dict[int, float]:
+        with self.study.lock:
+            return {run.number: run.rungs[epoch] for run in self.study.runs.values()
+                    if epoch in run.rungs and not run.superseded}
 
     def _remember(self, run: MemoryRun) -> Attempt:
         proposal = run.proposal
         trial = Trial(run.number, dict(proposal.params), STATUSES[run.status], run.value, run.run_id,
-                      dict(proposal.tags), dict(run.curve))
+                      dict(proposal.tags), dict(run.curve), dict(run.rungs), run.paused)
         holder = self.study.claims.get((run.number, run.attempt))
         attempt = Attempt(run.run_id, run.number, run.attempt, run.status, claimed=holder == run.run_id,
                           superseded=run.superseded, trial=trial, proposal=proposal, error=run.error, model=run.model)
@@ -198,6 +216,17 @@ class InMemoryStore(IndexedViews):
             run = MemoryRun(f"{number}.{attempt}", number, attempt, self.owner, proposal)  # one winner per claim
             self.study.claims[number, attempt] = run.run_id
             self.study.runs[run.run_id] = run
+            self.study.changed(run)
+            self._remember(run)
+        return run.run_id
+
+    def resume_trial(self, trial: Trial, epoch: int, device: str) -> str | None:
+        with self.study.lock:
+            run = self.study.runs[trial.run_id]
+            key = (run.number, run.attempt, epoch)
+            if self.study.promotions.setdefault(key, self.owner) != self.owner or not run.paused:
+                return None
+            run.status, run.paused, run.owner = "RUNNING", False, self.owner
             self.study.changed(run)
             self._remember(run)
         return run.run_id
@@ -293,8 +322,8 @@ class InMemoryStore(IndexedViews):
 
 
 def run_in_memory(strategy: Any, objective: Callable[..., Any], budget: int, *, study: MemoryStudy | None = None,
-                  executor: Any = None, seed: int = 0, metric: str | None = None, max_retries: int = 2
-                  ) -> list[Trial]:
+                  executor: Any = None, seed: int = 0, metric: str | None = None, max_retries: int = 2,
+                  pruner: Pruner | None = None) -> list[Trial]:
     """A study of ``objective(params)`` or ``objective(params, trial)`` driven by the real ``Driver`` on an
     in-memory store, with no tracking: the strategy tests and the search bench. Returns its live trials."""
     from src.driver import Driver, Liveness
@@ -302,10 +331,13 @@ def run_in_memory(strategy: Any, objective: Callable[..., Any], budget: int, *, 
 
     study = study or MemoryStudy()
     store = InMemoryStore(study, strategy.direction)
+    pruner = pruner or Pruner()
     make_job = partial(TrialJob, objective=objective, sink=store.sink, seed=seed, device="cpu", metric=metric,
-                       space=strategy.space, direction=strategy.direction, log_models="none", reader=store)
+                       space=strategy.space, direction=strategy.direction, log_models="none", reader=store,
+                       pruner=pruner)
     driver = Driver(store, strategy, executor or InlineExecutor(), budget, make_job, "cpu", "memory", progress=False,
-                    max_retries=max_retries, liveness=Liveness(poll_interval_s=0.01), explain=False)
+                    max_retries=max_retries, liveness=Liveness(poll_interval_s=0.01), explain=False, pruner=pruner,
+                    seed=seed)
     try:
         return driver.run()
     finally:

@@ -41,6 +41,10 @@ ERROR = "error"
 MODEL = "model"  # the URI of the trial's logged MLflow model (models:/m-...), when it kept one
 STRATEGY_TAG_PREFIX = "strategy."
 CURVE_TAG = "curve"  # a trial's objective metric per epoch, JSON, so pruners read siblings in one query
+RUNG_PREFIX = "rung."  # rung.<epoch>: the trial's value at a multi-fidelity pruner's rung (src.pruning.halving)
+STATE = "state"  # "PAUSED" while a promote-mode pruner keeps the trial at a rung (run status KILLED)
+PAUSED = "PAUSED"
+CHECKPOINTS = "checkpoints"  # artifact folder of a paused trial's states: epoch_<epoch>.pt (torch.save)
 ROLE = "hpo.role"  # "claims" on the study's claim ledger (a run in the companion experiment; a child, in old studies)
 IDENTITY = "identity"  # on the parent: a digest of the study-defining config, set when the run is created
 

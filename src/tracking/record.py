@@ -17,9 +17,10 @@ import json
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
-from mlflow.entities import Param
+from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -34,9 +35,12 @@ from src.tracking.common import (
     HEARTBEAT,
     INTERRUPTED,
     MODEL,
+    PAUSED,
     PROPOSED,
     RECORD,
     RETRIED,
+    RUNG_PREFIX,
+    STATE,
     STRATEGY_TAG_PREFIX,
     TAG_CHARS,
     TRIAL,
@@ -112,12 +116,14 @@ class MlflowTrialStore(IndexedViews, Settling):
             self._remember(run)
         return self.index.trials()
 
-
-
-
-
-
-
+    def rung_values(self, epoch: int) -> dict[int, float]:
+        """One query: the runs that recorded rung ``epoch``, less superseded and deleted ones."""
+        values = {}
+        for run in self._children(f"tags.`{RUNG_PREFIX}{epoch}` LIKE '%'"):
+            tags = run.data.tags
+            if TRIAL in tags and tags.get(INTERRUPTED) != "true" and tags.get(RETRIED) != "true":
+                values[int(tags[TRIAL])] = float(tags[f"{RUNG_PREFIX}{epoch}"])
+        return values
 
     def _children(self, condition: str = "") -> Iterator[Any]:
         query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'" + (f" and {condition}" if condition else "")
@@ -139,7 +145,9 @@ class MlflowTrialStore(IndexedViews, Settling):
         trial = None if params is None else Trial(
             number=number, params=params, state=STATUSES.get(run.info.status, TrialState.FAILED),
             value=run.data.metrics.get("objective"), run_id=run_id, tags=strategy_tags,
-            curve={int(epoch): value for epoch, value in json.loads(tags.get(CURVE_TAG, "{}")).items()})
+            curve={int(epoch): value for epoch, value in json.loads(tags.get(CURVE_TAG, "{}")).items()},
+            rungs={int(k[len(RUNG_PREFIX):]): float(v) for k, v in tags.items() if k.startswith(RUNG_PREFIX)},
+            paused=tags.get(STATE) == PAUSED and run.info.status == "KILLED")
         known = self.index.get(number, run_id)
         tried = int(tags.get(ATTEMPT, 0))
         attempt = Attempt(
@@ -169,14 +177,14 @@ class MlflowTrialStore(IndexedViews, Settling):
                 **{f"{STRATEGY_TAG_PREFIX}{k}": str(v) for k, v in proposal.tags.items()}}
         run_id, holder = self.writes.start(self.sink.experiment_id, tags[MLFLOW_RUN_NAME], tags, self.claims_run_id,
                                            f"{number}.{attempt}")
-        holder = holder or self._claim(number, attempt, run_id)
+        holder = holder or self._claim(f"{number}.{attempt}", run_id)
         while holder != run_id:
             if not self._dead(holder):
                 self.client.delete_run(run_id)
                 return None
             attempt += 1
             self.client.set_tag(run_id, ATTEMPT, str(attempt))
-            holder = self._claim(number, attempt, run_id)
+            holder = self._claim(f"{number}.{attempt}", run_id)
         if PROPOSED not in tags:  # too long for a tag: logged as params now, a write more
             self.writes.log(run_id, params=[Param(k, str(v)) for k, v in proposal.params.items()])
         if self.data is not None:
@@ -187,13 +195,31 @@ class MlflowTrialStore(IndexedViews, Settling):
         self._claims[f"{number}.{attempt}"] = run_id
         return run_id
 
-    def _claim(self, number: int, attempt: int, run_id: str) -> str:
-        """Log the claim; returns the run that holds it (``run_id`` if this one won)."""
-        key = f"{number}.{attempt}"
+    def resume_trial(self, trial: Trial, epoch: int, device: str) -> str | None:
+        """Claim ``<number>.<attempt>/<epoch>`` for this store (its id is the value: every rival logs another),
+        then reopen the run under this driver: its owner and heartbeat, RUNNING, and an end time of now, so
+        that other drivers' incremental reads see it run again."""
+        known = self.index.get(trial.number, trial.run_id)
+        if known is None:
+            return None
+        key = f"{trial.number}.{known.attempt}/{epoch}"
+        if self._claims.get(key, self._id) != self._id or self._claim(key, self._id) != self._id:
+            return None
+        self.writes.log(trial.run_id, tags=[RunTag(k, v) for k, v in {
+            **self._owner.tags(), HEARTBEAT: str(now_ms()), RECORD: self._id, "device": device}.items()])
+        self.client.delete_tag(trial.run_id, STATE)
+        self.client.set_terminated(trial.run_id, "RUNNING")  # MLflow's one call that sets a status and the end time
+        running = replace(trial, state=TrialState.RUNNING, paused=False)
+        self.index.put(replace(known, status="RUNNING", trial=running))
+        return trial.run_id
+
+    def _claim(self, key: str, holder: str) -> str:
+        """Log the claim ``key`` with the value ``holder``; returns what holds it (``holder`` if this won)."""
         for tries in range(1, CLAIM_TRIES + 1):
             try:
-                self.client.log_param(self.claims_run_id, key, run_id)
-                return run_id
+                self.client.log_param(self.claims_run_id, key, holder)
+                self._claims[key] = holder
+                return holder
             except MlflowException:
                 holder = self._holder(key, read=True)
                 if holder is not None:

@@ -17,12 +17,16 @@ from mlflow.entities import Metric, Param, RunTag
 
 from src.resolvers import PROJECT_ROOT
 from src.tracking.common import (
+    CHECKPOINTS,
     CLAIMED,
     CURVE_TAG,
     ERROR,
     HEARTBEAT,
     INTERRUPTED,
     MODEL,
+    PAUSED,
+    RUNG_PREFIX,
+    STATE,
     WORKER,
     global_tracking_uri,
     now_ms,
@@ -108,6 +112,28 @@ class TrialRecorder:
     def log_artifacts(self, files: Mapping[str, str | bytes]) -> None:
         upload(self.client, self.run_id, files)
 
+    def rung(self, epoch: int, value: float) -> None:
+        """The value at a rung, at once and with the metrics buffered so far: other workers compare with it."""
+        self.writes.log(self.run_id, *self._take([], [RunTag(f"{RUNG_PREFIX}{epoch}", repr(float(value)))]))
+
+    def pause(self, epoch: int, state: Any, duration_s: float) -> None:
+        if state is not None:
+            self.log_artifacts({checkpoint_path(epoch): to_bytes(state)})
+        self._end("KILLED", [Metric("duration_s", duration_s, now_ms(), epoch)], [RunTag(STATE, PAUSED)])
+
+    def restore(self, epoch: int) -> Any:
+        import tempfile
+
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                path = self.client.download_artifacts(self.run_id, checkpoint_path(epoch), folder)
+            except (MlflowException, OSError):
+                return None  # it paused without a state to keep: the objective starts again
+            with open(path, "rb") as file:
+                return from_bytes(file.read())
+
     def _curve_tag(self) -> list[RunTag]:
         text = json.dumps(self.curve)
         while len(text) > MAX_CURVE_CHARS:  # a very long training keeps its latest epochs
@@ -171,6 +197,30 @@ class TrialRecorder:
         if interrupted:
             tags.append(RunTag(INTERRUPTED, "true"))
         self._end("FAILED", [Metric("duration_s", duration_s, now_ms(), 0)], tags)
+
+
+def checkpoint_path(epoch: int) -> str:
+    return f"{CHECKPOINTS}/epoch_{epoch:04d}.pt"
+
+
+def to_bytes(state: Any) -> bytes:
+    """A paused trial's state as torch.save writes it (tensors, state_dicts, plain Python)."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def from_bytes(data: bytes) -> Any:
+    """What ``to_bytes`` wrote. Unpickling may run code: resume only from stores you trust (as models)."""
+    import io
+
+    import torch
+
+    return torch.load(io.BytesIO(data), weights_only=False)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ are the GPU fast path (``src.training.accel``); on the CPU they change nothing b
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +20,9 @@ from src.data.splits import Splits
 from src.errors import ConfigError
 from src.training.accel import autocast, batch_format, prepare
 from src.training.metrics import classification_metrics
+from src.trial import Checkpoint
 
-Report = Callable[[int, Mapping[str, float]], None]
+Report = Callable[..., None]  # (epoch, metrics, checkpoint=...), as ``TrialContext.report``
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -41,11 +42,14 @@ def loss_function(data: Splits) -> Callable[[torch.Tensor, torch.Tensor], torch.
 def fit(model: nn.Module, data: Splits, *, epochs: int, batch_size: int, lr: float, optimizer: str = "sgd",
         momentum: float = 0.0, weight_decay: float = 0.0, device: str = "cpu", seed: int = 0,
         report: Report | None = None, first_epoch: int = 1, precision: str = "auto", channels_last: bool = True,
-        compile: bool = False) -> dict[str, float]:
+        compile: bool = False, resume: Checkpoint | None = None) -> dict[str, float]:
     """Train for ``epochs`` and return the last epoch's metrics (and the test split's); a non-finite loss raises.
 
     Epochs are numbered from ``first_epoch`` (a model that continues earlier training reports its
     place in the whole run). With ``epochs=0`` the untrained model is evaluated (reported as epoch 0).
+    Every report offers a checkpoint (the model, the optimiser and both random generators, taken only
+    if a promote-mode pruner pauses the trial there); ``resume`` goes on from one, after its epoch, so a
+    paused and promoted training ends where an unpaused one would.
     """
     forward, nhwc = prepare(model, device, channels_last, compile)
     cast = autocast(device, precision)
@@ -53,6 +57,16 @@ def fit(model: nn.Module, data: Splits, *, epochs: int, batch_size: int, lr: flo
     opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
     shuffle = torch.Generator().manual_seed(seed)
     last = first_epoch + epochs - 1
+    if resume is not None:
+        model.load_state_dict(resume.state["model"])
+        opt.load_state_dict(resume.state["optimizer"])
+        shuffle.set_state(resume.state["shuffle"])
+        torch.set_rng_state(resume.state["rng"])
+        first_epoch = resume.epoch + 1
+
+    def checkpoint() -> dict[str, object]:
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "shuffle": shuffle.get_state(),
+                "rng": torch.get_rng_state()}
 
     def scores(split: str) -> dict[str, float]:
         with cast:
@@ -64,7 +78,7 @@ def fit(model: nn.Module, data: Splits, *, epochs: int, batch_size: int, lr: flo
             train_loss = train_epoch(model, opt, data, batch_size, shuffle, device, epoch, forward, nhwc)
         metrics = {"train_loss": train_loss, **scores("val")}
         if report is not None and epoch < last:
-            report(epoch, metrics)
+            report(epoch, metrics, checkpoint=checkpoint)
     if data.x_test is not None:
         metrics |= scores("test")
     if report is not None:

@@ -90,8 +90,8 @@ class TrainingObjective:
         cfg = apply_params(self.cfg, params)
         data = self.data(cfg, trial.device)
 
-        def report(epoch: int, metrics: Mapping[str, float]) -> None:
-            trial.report(epoch, self.derived(metrics))
+        def report(epoch: int, metrics: Mapping[str, float], **checkpoint: Any) -> None:
+            trial.report(epoch, self.derived(metrics), **checkpoint)
 
         if "lineage" in trial.tags:
             lineage = json.loads(trial.tags["lineage"])
@@ -102,7 +102,8 @@ class TrainingObjective:
             torch.manual_seed(trial.seed)
             model = self._model(cfg, data)
             trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-            metrics = fit(model, data, device=trial.device, seed=trial.seed, report=report, **trainer)
+            metrics = fit(model, data, device=trial.device, seed=trial.seed, report=report, resume=trial.restore(),
+                          **trainer)
         trial.keep_model(model, data.x_val[:2])  # the study logs it if it keeps this trial's model
         if data.num_classes is not None:
             predicted = predict(model, data.x_val, trial.device).argmax(dim=1)
