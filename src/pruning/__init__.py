@@ -70,6 +70,8 @@ class Pruner:
             self._check_halving()
 
     def _check_halving(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError("pruner.mode", f"must be one of {list(MODES)}, got {self.mode!r}")
         for key in ("min_resource", "reduction_factor"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "min_resource" else 2):
@@ -81,9 +83,7 @@ class Pruner:
         if isinstance(self.max_resource, bool) or not isinstance(self.max_resource, int) or \
                 self.max_resource <= self.min_resource:
             raise ConfigError("pruner.max_resource", f"must be an integer above min_resource ({self.min_resource}), "
-                                                     f"got {self.max_resource!r}")
-        if self.mode not in MODES:
-            raise ConfigError("pruner.mode", f"must be one of {list(MODES)}, got {self.mode!r}")
+                                                     f"got {self.max_resource!r} (the CLI's default: trainer.epochs)")
 
     @property
     def active(self) -> bool:
