@@ -19,6 +19,8 @@ from src.execution import DEVICE, LOG_MODELS, Executor, make_executor
 from src.pruning import Pruner
 from src.space import SearchSpace
 from src.strategies import Strategy, make_strategy
+from src.strategies.fidelity import RungFitted
+from src.strategies.per_epoch import PerEpoch
 from src.trial import Direction
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -91,8 +93,14 @@ class StudyConfig:
         stopper = self._pruner()
         if stopper.active and self.metric is None:
             raise ConfigError("metric", "a pruner watches the objective's metric: name it (metric=...)")
+        if self.strategy == PerEpoch.name and stopper.halving is not None:
+            raise ConfigError("pruner", f"{stopper.name}: per_epoch trains one epoch per trial, so there are no rungs "
+                                        "to cut at")
         search = make_strategy(self.strategy, self.space, self.seed, goal, self.strategy_options,
                                n_trials=self.n_trials)
+        if isinstance(search, RungFitted) and stopper.halving is None:
+            raise ConfigError("pruner", f"strategy {self.strategy!r} fits on the rungs of a halving pruner: use "
+                                        "pruner=asha or pruner=hyperband (or strategy.fidelity=final)")
         budget = self.n_trials if self.n_trials is not None else search.max_trials()
         if budget is None:
             raise ConfigError("n_trials", f"strategy {self.strategy!r} never finishes by itself: set n_trials")
