@@ -58,6 +58,11 @@ CHECKS = [
     (["heartbeat.stale_after_s=15"], "error: heartbeat.stale_after_s: must exceed twice the heartbeat interval (10 s)"),
     (["pruner=median", "+pruner.patience=3"], "error: pruner: Pruner.__init__() got an unexpected keyword argument"),
     (["pruner=t_test", "pruner.alpha=2"], "error: pruner.alpha: must be in (0, 1), got 2"),
+    (["pruner=hyperband", "pruner.mode=pause"], "error: pruner.mode: must be one of ['stop', 'promote'], got 'pause'"),
+    (["pruner=asha"], "error: pruner.max_resource: must be an integer above min_resource (1), got 1 (the CLI's"),
+    (["pruner=asha", "trainer.epochs=3", "pruner.reduction_factor=1"], "error: pruner.reduction_factor: must be an"),
+    (["strategy=bohb", "pruner=median"], "error: pruner: strategy 'bohb' fits on the rungs of a halving pruner"),
+    (["strategy=grid", "+strategy.fidelity=rungs"], "error: strategy.fidelity: rungs: only"),
     (["executor=process", "executor.n_workers=0"], "error: executor.n_workers: must be >= 1, got 0"),
     (["executor=process", "+executor.threads=2"], "error: executor: bad options for executor 'process'"),
 ]
