@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from src.execution import Executor, Outcome, Resume, TrialJob
 from src.pruning import Pruner
+from src.pruning.plots import halving_artifacts
 from src.storage.base import TrialStore
 from src.strategies import Strategy
 from src.trial import Proposal, Trial
@@ -42,7 +43,8 @@ class Liveness:
 
 
 class _Explainer:
-    """Renders the strategy's tables and plots off the critical path, in a background thread: only when
+    """Renders the strategy's tables and plots (and a halving pruner's) off the critical path, in a background
+    thread: only when
     trials have finished since the last render, at most every ``ARTIFACT_INTERVAL_S`` (or as rarely as
     keeps a slow render under ``ARTIFACT_SHARE`` of the time), and once more at the end. Until a render
     has had anything to show, the interval does not apply: a strategy that explains itself only from
@@ -53,8 +55,9 @@ class _Explainer:
     them: the end's render (cheap when the strategy caches what has not changed) and an unfinished one.
     """
 
-    def __init__(self, strategy: Strategy | None):
+    def __init__(self, strategy: Strategy | None, pruner: Pruner | None = None, seed: int = 0, metric: str = ""):
         self.strategy = strategy  # None: nothing to render (a study that keeps no files)
+        self.halving = (pruner.halving if pruner is not None else None, seed, metric)
         self.waited_s = 0.0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-artifacts")
         self._pending: Future[dict[str, str | bytes]] | None = None
@@ -95,6 +98,10 @@ class _Explainer:
     def _render(self, history: list[Trial]) -> dict[str, str | bytes]:
         start = time.perf_counter()
         files = self.strategy.artifacts(history) if self.strategy is not None else {}
+        halving, seed, metric = self.halving
+        if self.strategy is not None and halving is not None:
+            files |= {f"pruner/{name}": content for name, content in
+                      halving_artifacts(history, halving, seed, self.strategy.direction, metric).items()}
         self._cost, self._drawn = time.perf_counter() - start, self._drawn or bool(files)
         return files
 
@@ -104,7 +111,8 @@ class Driver:
 
     def __init__(self, record: TrialStore, strategy: Strategy, runner: Executor, budget: int,
                  make_job: Callable[..., TrialJob], device: str, name: str, progress: bool, max_retries: int,
-                 liveness: Liveness, explain: bool = True, pruner: Pruner | None = None, seed: int = 0):
+                 liveness: Liveness, explain: bool = True, pruner: Pruner | None = None, seed: int = 0,
+                 metric: str = "objective"):
         self.record, self.strategy, self.runner, self.budget = record, strategy, runner, budget
         self.promoting = pruner.halving if pruner is not None and pruner.promotes else None
         self.seed = seed
@@ -113,7 +121,7 @@ class Driver:
         self.heartbeat = record.heartbeat(liveness.heartbeat_interval_s)
         self.inflight: dict[int, str] = {}  # trial number -> its run, for the trials this process runs
         self.finished = False  # the strategy said so: only dead attempts' retries remain to run
-        self.explainer = _Explainer(strategy if explain else None)
+        self.explainer = _Explainer(strategy if explain else None, pruner, seed, metric)
         self._standings: tuple[list[Trial] | None, Trial | None, int] = (None, None, 0)  # see _standing
 
     def run(self) -> list[Trial]:

@@ -138,7 +138,8 @@ def run_study(objective: Objective, config: StudyConfig, data: DataVersion | Non
                        metric=config.metric, space=config.space, direction=goal, pruner=config.stopper,
                        log_models=config.log_models, system_metrics=config.system_metrics, reader=record)
     driver = Driver(record, chosen, config.runner, budget, make_job, device, name, config.progress,
-                    config.max_retries, liveness, pruner=config.stopper, seed=config.seed)
+                    config.max_retries, liveness, pruner=config.stopper, seed=config.seed,
+                    metric=config.metric or "objective")
     status = "FAILED"
     try:
         with _sigterm_interrupts():

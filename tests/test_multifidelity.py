@@ -136,6 +136,8 @@ def test_cli_asha_promote_on_mnist_pauses_and_promotes_with_real_checkpoints(tmp
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2, 3]
     assert all(set(a.path for a in client.list_artifacts(r.info.run_id, "checkpoints")) ==
                {"checkpoints/epoch_0001.pt"} for r in paused)
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "pruner")} == {
+        "pruner/rungs.png", "pruner/curves.png", "pruner/epochs_to_best.png", "pruner/rungs.csv"}
 
 
 def test_a_resumed_run_is_running_again_and_visible_to_other_readers(store, study_name):
