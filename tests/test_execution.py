@@ -32,6 +32,14 @@ def slow_square(params, trial):
     return square(params, trial)
 
 
+def climbing(params, trial):
+    """Nine epochs of a learning curve, checkpointed, resumed from ``trial.restore()`` when promoted."""
+    saved = trial.restore()
+    for epoch in range(1 if saved is None else saved.state + 1, 10):
+        trial.report(epoch, {"loss": (params["x"] - 0.5) ** 2 + 1 / epoch}, checkpoint=lambda epoch=epoch: epoch)
+    return {"loss": (params["x"] - 0.5) ** 2 + 1 / 9}
+
+
 def meets_its_sibling(params, trial):
     """Trials 0 and 1 each wait for the other to start, so they can only finish if they run at once."""
     markers = Path(os.environ["HPO_TEST_MARKERS"])
@@ -210,10 +218,16 @@ def test_a_local_ray_cluster_runs_a_study(store, study_name):
     try:
         result = optimize(slow_square, SPACE, n_trials=4, study=study_name, tracking_uri=store, progress=False,
                           executor="ray")
+        halving = optimize(climbing, SPACE, n_trials=6, study=f"{study_name}-asha", tracking_uri=store,
+                           progress=False, executor="ray", metric="loss",
+                           pruner={"name": "asha", "max_resource": 9, "mode": "promote"})
     finally:
         ray.shutdown()
         shutil.rmtree(sessions, ignore_errors=True)
     assert finished_numbers(store, result.parent_run_id) == [0, 1, 2, 3]
+    complete = [t for t in halving.trials if t.state is TrialState.COMPLETE]  # promoted from checkpoints in tasks
+    assert complete and all(sorted(t.curve) == list(range(1, 10)) and 1 in t.rungs for t in complete)
+    assert all(t.paused for t in halving.trials if t.state is TrialState.PRUNED)
 
 
 DRIVER = textwrap.dedent("""
