@@ -131,6 +131,7 @@ def test_cli_asha_promote_on_mnist_pauses_and_promotes_with_real_checkpoints(tmp
     client = MlflowClient(uri)
     for run in complete:
         assert run.data.tags["rung.1"]
+        assert run.data.tags["promoted.1"].endswith(":" + run.data.tags["pid"])
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2, 3]
     assert all(set(a.path for a in client.list_artifacts(r.info.run_id, "checkpoints")) ==
                {"checkpoints/epoch_0001.pt"} for r in paused)

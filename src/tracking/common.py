@@ -42,6 +42,7 @@ MODEL = "model"  # the URI of the trial's logged MLflow model (models:/m-...), w
 STRATEGY_TAG_PREFIX = "strategy."
 CURVE_TAG = "curve"  # a trial's objective metric per epoch, JSON, so pruners read siblings in one query
 RUNG_PREFIX = "rung."  # rung.<epoch>: the trial's value at a multi-fidelity pruner's rung (src.pruning.halving)
+PROMOTED_PREFIX = "promoted."  # promoted.<epoch>: host:pid of the driver that resumed it past that rung
 STATE = "state"  # "PAUSED" while a promote-mode pruner keeps the trial at a rung (run status KILLED)
 PAUSED = "PAUSED"
 CHECKPOINTS = "checkpoints"  # artifact folder of a paused trial's states: epoch_<epoch>.pt (torch.save)

@@ -36,6 +36,7 @@ from src.tracking.common import (
     INTERRUPTED,
     MODEL,
     PAUSED,
+    PROMOTED_PREFIX,
     PROPOSED,
     RECORD,
     RETRIED,
@@ -197,8 +198,8 @@ class MlflowTrialStore(IndexedViews, Settling):
 
     def resume_trial(self, trial: Trial, epoch: int, device: str) -> str | None:
         """Claim ``<number>.<attempt>/<epoch>`` for this store (its id is the value: every rival logs another),
-        then reopen the run under this driver: its owner and heartbeat, RUNNING, and an end time of now, so
-        that other drivers' incremental reads see it run again."""
+        then reopen the run under this driver: its owner and heartbeat, the tag ``promoted.<epoch>`` (who
+        promoted it), RUNNING, and an end time of now, so that other drivers' incremental reads see it run again."""
         known = self.index.get(trial.number, trial.run_id)
         if known is None:
             return None
@@ -206,7 +207,8 @@ class MlflowTrialStore(IndexedViews, Settling):
         if self._claims.get(key, self._id) != self._id or self._claim(key, self._id) != self._id:
             return None
         self.writes.log(trial.run_id, tags=[RunTag(k, v) for k, v in {
-            **self._owner.tags(), HEARTBEAT: str(now_ms()), RECORD: self._id, "device": device}.items()])
+            **self._owner.tags(), HEARTBEAT: str(now_ms()), RECORD: self._id, "device": device,
+            f"{PROMOTED_PREFIX}{epoch}": f"{self._owner.host}:{self._owner.pid}"}.items()])
         self.client.delete_tag(trial.run_id, STATE)
         self.client.set_terminated(trial.run_id, "RUNNING")  # MLflow's one call that sets a status and the end time
         running = replace(trial, state=TrialState.RUNNING, paused=False)
