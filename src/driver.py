@@ -196,8 +196,14 @@ class Driver:
         """Paused trials (not this process's) now among the best of their rung, with the rung's epoch."""
         if self.promoting is None:
             return []
-        paused = [t for t in self.record.trials() if t.paused and t.number not in self.inflight]
-        recorded = {epoch: self.record.rung_values(epoch) for epoch in {max(t.rungs) for t in paused if t.rungs}}
+        trials = self.record.trials()
+        paused = [t for t in trials if t.paused and t.number not in self.inflight]
+        # In promote mode a trial records a rung only as it pauses there (its run ends), so the values at every
+        # rung are in the history as read: no query per decision (a stale read delays a promotion, no more).
+        recorded: dict[int, dict[int, float]] = {}
+        for trial in trials if paused else []:
+            for epoch, value in trial.rungs.items():
+                recorded.setdefault(epoch, {})[trial.number] = value
         draining = self.finished or not self._free(1)
         return self.promoting.promotions(paused, recorded, self.seed, self.strategy.direction, draining)
 
