@@ -51,6 +51,11 @@ def test_rungs_need_a_halving_pruner_and_per_epoch_refuses_one():
     with pytest.raises(ConfigError, match="^pruner: strategy 'bohb' fits on the rungs"):
         StudyConfig(SPACE, "bohb", n_trials=5, metric="acc")
     StudyConfig(SPACE, "bohb", n_trials=5, metric="acc", pruner=Pruner(name="hyperband", max_resource=9))
+    halving = {"name": "asha", "max_resource": 9}
+    assert isinstance(StudyConfig(SPACE, "gamma_bo", n_trials=5, metric="acc", pruner=halving).search, RungFitted)
+    assert not isinstance(StudyConfig(SPACE, "gamma_bo", n_trials=5, metric="acc", pruner=halving,
+                                      strategy_options={"fidelity": "final"}).search, RungFitted)
+    assert not isinstance(StudyConfig(SPACE, "gamma_bo", n_trials=5, metric="acc").search, RungFitted)
     with pytest.raises(ConfigError, match="^pruner: asha: per_epoch"):
         StudyConfig(SearchSpace.from_config({"trainer.lr": {"type": "float", "low": 0.01, "high": 0.1}}), "per_epoch",
                     n_trials=5, metric="acc", pruner={"name": "asha", "max_resource": 9})

@@ -8,8 +8,9 @@ trials recorded a value (the final one counts as a budget: complete trials), as 
 ICML 2018) fit their model "on the largest budget with enough observations". Trials that reached that
 budget show as complete with their value there; trials that stopped below it are left out of the view
 (BOHB's model has no observation of them at that budget); failed and running trials stay as they are.
-Any strategy of the history works this way (random is unchanged by it); ``strategy=bohb`` is TPE on
-Hyperband's brackets.
+Any strategy of the history works this way (random is unchanged by it), and under a halving pruner
+``random``, ``gp_bo``, ``gamma_bo`` and ``optuna_tpe`` do so by default (``fidelity: final`` turns it
+off); ``strategy=bohb`` is TPE on Hyperband's brackets.
 """
 
 from __future__ import annotations
