@@ -65,6 +65,9 @@ CHECKS = [
     (["strategy=grid", "+strategy.fidelity=rungs"], "error: strategy.fidelity: rungs: only"),
     (["executor=process", "executor.n_workers=0"], "error: executor.n_workers: must be >= 1, got 0"),
     (["executor=process", "+executor.threads=2"], "error: executor: bad options for executor 'process'"),
+    (["+model.droput=0.1"], "error: model.droput: no such setting (did you mean model.dropout?)"),
+    (["+dataset.subsets=10"], "error: dataset.subsets: no such setting (did you mean dataset.subset?)"),
+    (["+trainer.warmup=3"], "error: trainer.warmup: no such setting (trainer's settings: batch_size, channels_last,"),
 ]
 
 
