@@ -1,10 +1,12 @@
-"""All benchmarks, or one: ``python -m bench [tracking|overhead|parallel|proposals|training|chaos|ui|search] ...``.
+"""All benchmarks, or one: ``python -m bench [tracking|overhead|parallel|proposals|training|chaos|ui|search|...] ...``.
 
 Figures print as they are measured. Defaults take about twenty minutes on 2 CPU cores, most of it in
 filling the 5,000-trial histories and in the kill storms; ``--quick`` uses small sizes to check the
 bench itself runs. ``ui`` (screenshots of the MLflow UI in headless Chromium, about a minute) runs only when
 named: it needs Debian's ``chromium``. So does ``search`` (search quality on functions with known minima: every
-searcher x 10 seeds x budgets 25/50/100, about an hour on 2 free cores; ``--quick`` about a minute).
+searcher x 10 seeds x budgets 25/50/100, about an hour on 2 free cores; ``--quick`` about a minute) and
+``multifidelity`` (pruners on learning curves, issue 22: regret against epochs spent, wall time with 1 and 4 workers;
+see ``bench/multifidelity``).
 """
 
 from __future__ import annotations
@@ -12,13 +14,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import chaos, overhead, parallel_trials, proposal_time, search, tracking_overhead, training_throughput, ui
+from bench import (
+    chaos,
+    multifidelity,
+    overhead,
+    parallel_trials,
+    proposal_time,
+    search,
+    tracking_overhead,
+    training_throughput,
+    ui,
+)
 from bench.search.functions import FUNCTIONS
 from bench.search.runner import SEARCHERS
 from src.strategies import STRATEGIES
 
-SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos", "ui", "search")
-DEFAULT_SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos")  # ui, search: only when named
+SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos", "ui", "search", "multifidelity")
+DEFAULT_SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos")  # the others only when named
 
 
 def main() -> None:
@@ -39,6 +51,16 @@ def main() -> None:
     parser.add_argument("--real", action="store_true", help="search: add the smoke-scale LSTM and MNIST tasks")
     parser.add_argument("--out", type=Path, help="search: folder for the CSV, PNG and summary "
                                                  "(default bench/results/search, with --quick search-quick)")
+    parser.add_argument("--mf-searchers", nargs="+", choices=multifidelity.SEARCHERS,
+                        help="multifidelity: searchers (default: all; quick TPESampler random)")
+    parser.add_argument("--pruners", nargs="+", choices=multifidelity.PRUNERS,
+                        help="multifidelity: pruners (default: all)")
+    parser.add_argument("--problems", nargs="+", choices=multifidelity.PROBLEMS,
+                        help="multifidelity: problems (default: all)")
+    parser.add_argument("--multiples", type=int, nargs="+",
+                        help="multifidelity: epoch budgets in max_epochs (default 1 3 10 30; quick 1 3 5)")
+    parser.add_argument("--walltime-trials", type=int,
+                        help="multifidelity: configurations per wall-time study, 0 for none (default 24; quick 6)")
     args = parser.parse_args()
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
@@ -64,6 +86,14 @@ def main() -> None:
                    args.searchers or list(SEARCHERS), args.seeds or (2 if args.quick else 10),
                    args.budgets or ([25] if args.quick else list(search.BUDGETS)), args.jobs, args.real,
                    args.out or (search.QUICK_OUT if args.quick else search.OUT), args.levels)
+    if "multifidelity" in args.sections:  # --seeds, --jobs and --out as for search
+        quick, mf = args.quick, multifidelity
+        multifidelity.run(args.problems or list(mf.PROBLEMS),
+                          args.mf_searchers or list(mf.QUICK_SEARCHERS if quick else mf.SEARCHERS),
+                          args.pruners or list(multifidelity.PRUNERS),
+                          args.seeds or (multifidelity.QUICK_SEEDS if quick else multifidelity.SEEDS),
+                          args.multiples or list(multifidelity.QUICK_MULTIPLES if quick else multifidelity.MULTIPLES),
+                          args.jobs, args.out or (mf.QUICK_OUT if quick else mf.OUT), args.walltime_trials, quick)
 
 
 if __name__ == "__main__":
