@@ -135,6 +135,9 @@ def test_cli_asha_promote_on_mnist_pauses_and_promotes_with_real_checkpoints(tmp
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2, 3]
     assert all(set(a.path for a in client.list_artifacts(r.info.run_id, "checkpoints")) ==
                {"checkpoints/epoch_0001.pt"} for r in paused)
+    summary = client.get_run(parent.info.run_id).data.metrics
+    assert summary["n_paused"] == len(paused) and summary["n_pruned"] == len(paused)
+    assert summary["epochs_spent"] == sum(len(client.get_metric_history(r.info.run_id, "val_accuracy")) for r in kids)
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "pruner")} == {
         "pruner/rungs.png", "pruner/curves.png", "pruner/epochs_to_best.png", "pruner/rungs.csv"}
 

@@ -34,7 +34,10 @@ class ParentRun:
         step = sum(t.finished for t in trials)
         metrics = [Metric(f"n_{state.value}", counts[state], now, step) for state in
                    (TrialState.COMPLETE, TrialState.FAILED, TrialState.PRUNED)]
-        metrics += [Metric(name, float(value), now, step) for name, value in (extra or {}).items()]
+        paused, epochs = sum(t.paused for t in trials), sum(len(t.curve) for t in trials)
+        extra = {**({"n_paused": paused} if paused else {}), **({"epochs_spent": epochs} if epochs else {}),
+                 **(extra or {})}  # a multi-fidelity study's cost is its epochs, not its trials
+        metrics += [Metric(name, float(value), now, step) for name, value in extra.items()]
         tags = []
         if best is not None:
             metrics.append(Metric("best_objective", best.value, now, step))
