@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from src.errors import NoTrialCompletedError
 from src.models import build_model
 from src.training.loop import fit
 from src.training.metrics import classification_metrics
+from src.trial import Checkpoint
 from src.tune import run
 from tests.conftest import children, runs
 
@@ -28,6 +31,32 @@ def test_metrics_match_sklearn_on_hand_made_labels():
     # specificity of class 0: 4 of the 5 non-zeros are not called 0; class 1: 5/6; class 2: 5/5
     assert scores["specificity"] == pytest.approx(np.mean([4 / 5, 5 / 6, 1.0]))
     assert scores["mcc"] == pytest.approx(matthews_corrcoef(y_true, y_pred))
+
+
+def test_a_training_paused_at_a_checkpoint_and_resumed_ends_where_an_unpaused_one_does():
+    """What promote-mode pruners rely on: model, optimiser (momentum), shuffling and dropout all carry on."""
+    data = toy_splits(256)
+    spec = {"arch": "cnn", "conv_channels": [4], "dense": [8], "dropout": 0.3}
+    options = dict(epochs=4, batch_size=16, lr=0.05, momentum=0.9, seed=3)
+    torch.manual_seed(0)
+    whole = fit(build_model(spec, (1, 8, 8), 2), data, **options)
+
+    class Paused(Exception):
+        pass
+
+    def pause_at_2(epoch, metrics, checkpoint=None):
+        if epoch == 2:
+            raise Paused(copy.deepcopy(checkpoint()))
+
+    torch.manual_seed(0)
+    with pytest.raises(Paused) as paused:
+        fit(build_model(spec, (1, 8, 8), 2), data, report=pause_at_2, **options)
+    torch.manual_seed(123)  # another process, other random weights: the checkpoint decides everything
+    reports = []
+    resumed = fit(build_model(spec, (1, 8, 8), 2), data, resume=Checkpoint(2, paused.value.args[0]),
+                  report=lambda epoch, m, **_: reports.append(epoch), **options)
+    assert reports == [3, 4]
+    assert resumed == pytest.approx(whole, rel=1e-6)
 
 
 def test_cnn_shapes_and_he_init():
