@@ -158,3 +158,19 @@ def test_a_resumed_run_is_running_again_and_visible_to_other_readers(store, stud
              tracking_uri=store, direction="maximize", metric="acc", progress=False,
              pruner={"name": "asha", "max_resource": 9, "mode": "promote"})
     assert seen and all(v == ("RUNNING", None, str(os.getpid())) for v in seen.values())
+
+
+def test_stop_mode_on_mlflow_compares_with_every_value_recorded_at_the_rung(store, study_name):
+    result = optimize(learning, {"x": {"type": "float", "low": 0.0, "high": 1.0}}, n_trials=9, seed=2,
+                      study=study_name, tracking_uri=store, direction="maximize", metric="acc", progress=False,
+                      pruner={"name": "asha", "max_resource": 9})
+    kids = {int(r.data.tags["trial"]): r for r in children(store, result.parent_run_id)}
+    pruned = [n for n, r in kids.items() if r.info.status == "KILLED"]
+    assert pruned and all("rung 1: " in kids[n].data.tags["pruned"] or "rung 3: " in kids[n].data.tags["pruned"]
+                          for n in pruned)
+    assert not any(r.data.tags.get("state") for r in kids.values())  # stop mode pauses nothing
+    at_one = {n: float(r.data.tags["rung.1"]) for n, r in kids.items()}
+    for number in pruned:  # cut at rung 1: not among the best third of the values recorded before it, and its own
+        if "rung.3" not in kids[number].data.tags:
+            earlier = sorted([at_one[n] for n in at_one if n < number] + [at_one[number]], reverse=True)
+            assert at_one[number] < earlier[max(1, len(earlier) // 3) - 1]
