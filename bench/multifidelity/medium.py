@@ -7,10 +7,10 @@ Run the studies first (resumable; about 10 minutes each for MNIST, 20-30 for CIF
     ... pruner=hyperband / pruner.mode=promote; experiment=seed001_cifar10 ...
 
 then ``python -m bench.multifidelity.medium U`` prints one row per study: its best validation accuracy, the
-committed best of the same strategy and scale, the epochs it trained (``completed``: epochs reported;
-``started``: plus the epoch in which each failed trial diverged) against the committed study's (trainings x
-epochs per training, less the epochs its failed trials did not reach if each diverged in its first), and the
-epochs it had started when its best came within 0.002 of the committed best.
+committed medium best (the comparison's variant of highest accuracy), the epochs it trained (``completed``:
+epochs reported; ``started``: plus the epoch in which each failed trial diverged) against the committed
+study's (trainings x epochs per training, less the epochs its failed trials did not reach if each diverged in
+its first), and the epochs it had started when its best came within 0.002 of the committed best.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ EPOCHS = {"seed001_mnist": 2, "seed001_cifar10": 8}  # per training at medium sc
 TOLERANCE = 0.002
 
 
-def committed(preset: str, variant: str = "gamma_bo_10") -> tuple[float, int, int]:
-    """The committed medium study's best validation accuracy, its trainings and how many of them failed."""
+def committed(preset: str) -> tuple[str, float, int, int]:
+    """The committed medium best (the variant of highest validation accuracy): its variant, accuracy, trainings
+    and how many of them failed."""
     rows = csv.DictReader((ROOT / "results" / "medium" / preset / f"{preset}_studies.csv").open())
-    row = next(r for r in rows if r["variant"] == variant)
-    return float(row["val_accuracy"]), int(float(row["trainings"])), int(float(row["failed"]))
+    row = max(rows, key=lambda r: float(r["val_accuracy"]))
+    return row["variant"], float(row["val_accuracy"]), int(float(row["trainings"])), int(float(row["failed"]))
 
 
 def summarise(uri: str) -> list[dict[str, object]]:
@@ -47,7 +48,7 @@ def summarise(uri: str) -> list[dict[str, object]]:
                                         f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
             trials = sorted((t for t in trials if t.data.tags.get("interrupted") != "true"),
                             key=lambda t: int(t.data.tags["trial"]))
-            best_committed, trainings, failed = committed(preset)
+            variant, best_committed, trainings, failed = committed(preset)
             spent = started = 0
             best, reached = 0.0, None
             for trial in trials:
@@ -59,7 +60,7 @@ def summarise(uri: str) -> list[dict[str, object]]:
                 if reached is None and best >= best_committed - TOLERANCE:
                     reached = started
             rows.append({"study": study, "status": parent.info.status, "trials": len(trials),
-                         "best_val_accuracy": round(best, 4), "committed_best": best_committed,
+                         "best_val_accuracy": round(best, 4), "committed_best": f"{best_committed} ({variant})",
                          "epochs_completed": spent, "epochs_started": started,
                          "committed_epochs": f"{(trainings - failed) * EPOCHS[preset] + failed}-"
                                              f"{trainings * EPOCHS[preset]}",
