@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
 from src.execution import Executor, Outcome, Resume, TrialJob
+from src.explainer import Explainer
 from src.pruning import Pruner
-from src.pruning.plots import halving_artifacts
 from src.storage.base import TrialStore
 from src.strategies import Strategy
 from src.trial import Proposal, Trial
 
 SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
-ARTIFACT_INTERVAL_S = 30.0  # how often, at most, it refreshes the strategy's tables and plots there
-ARTIFACT_SHARE = 0.05  # and no more often than keeps their rendering under this share of the study's time
 READ_INTERVAL_S = 1.0  # how often it reads back other processes' trials while its own keep it busy,
 MAX_READ_INTERVAL_S = 16.0  # and, doubling each time a read finds nothing new, at least this often
 
@@ -40,70 +37,6 @@ class Liveness:
     heartbeat_interval_s: float = 10.0
     stale_after_s: float = 60.0
     poll_interval_s: float = 2.0  # how often to look again while other processes run the trials
-
-
-class _Explainer:
-    """Renders the strategy's tables and plots (and a halving pruner's) off the critical path, in a background
-    thread: only when
-    trials have finished since the last render, at most every ``ARTIFACT_INTERVAL_S`` (or as rarely as
-    keeps a slow render under ``ARTIFACT_SHARE`` of the time), and once more at the end. Until a render
-    has had anything to show, the interval does not apply: a strategy that explains itself only from
-    some point on (the factorial once phase 1 is in) gets drawn then, in the background, rather than
-    only at the end, where the study would wait for it.
-
-    Matplotlib is only ever used from that one thread. ``waited_s`` is what the study itself waited for
-    them: the end's render (cheap when the strategy caches what has not changed) and an unfinished one.
-    """
-
-    def __init__(self, strategy: Strategy | None, pruner: Pruner | None = None, seed: int = 0, metric: str = ""):
-        self.strategy = strategy  # None: nothing to render (a study that keeps no files)
-        self.halving = (pruner.halving if pruner is not None else None, seed, metric)
-        self.waited_s = 0.0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-artifacts")
-        self._pending: Future[dict[str, str | bytes]] | None = None
-        self._last = time.monotonic()
-        self._cost = 0.0
-        self._shown: int | None = None  # how many trials had ended at the last render
-        self._drawn = False  # whether a render has returned any file yet
-
-    def poll(self, history: list[Trial], ended: int) -> dict[str, str | bytes]:
-        """The files of a finished render (to upload; empty if none), starting the next when it is due."""
-        files: dict[str, str | bytes] = {}
-        if self.strategy is None:
-            return files
-        if self._pending is not None and self._pending.done():
-            files, self._pending = self._pending.result(), None
-        wait = max(ARTIFACT_INTERVAL_S if self._drawn else 0.0, self._cost / ARTIFACT_SHARE)
-        if self._pending is None and time.monotonic() - self._last >= wait and ended != self._shown:
-            self._last, self._shown = time.monotonic(), ended
-            self._pending = self._pool.submit(self._render, list(history))
-        return files
-
-    def finish(self, history: list[Trial], ended: int) -> dict[str, str | bytes]:
-        """Every file as of ``history``: the render in flight, then one more if trials finished since."""
-        if self.strategy is None:
-            return {}
-        start = time.perf_counter()
-        files = self._pending.result() if self._pending is not None else {}
-        self._pending = None
-        if ended != self._shown:
-            files |= self._render(history)
-        self._pool.shutdown(wait=True)
-        self.waited_s += time.perf_counter() - start
-        return files
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def _render(self, history: list[Trial]) -> dict[str, str | bytes]:
-        start = time.perf_counter()
-        files = self.strategy.artifacts(history) if self.strategy is not None else {}
-        halving, seed, metric = self.halving
-        if self.strategy is not None and halving is not None:
-            files |= {f"pruner/{name}": content for name, content in
-                      halving_artifacts(history, halving, seed, self.strategy.direction, metric).items()}
-        self._cost, self._drawn = time.perf_counter() - start, self._drawn or bool(files)
-        return files
 
 
 class Driver:
@@ -121,7 +54,7 @@ class Driver:
         self.heartbeat = record.heartbeat(liveness.heartbeat_interval_s)
         self.inflight: dict[int, str] = {}  # trial number -> its run, for the trials this process runs
         self.finished = False  # the strategy said so: only dead attempts' retries remain to run
-        self.explainer = _Explainer(strategy if explain else None, pruner, seed, metric)
+        self.explainer = Explainer(strategy if explain else None, pruner, seed, metric)
         self._standings: tuple[list[Trial] | None, Trial | None, int] = (None, None, 0)  # see _standing
 
     def run(self) -> list[Trial]:

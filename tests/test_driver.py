@@ -3,8 +3,8 @@
 import threading
 import time
 
-from src.driver import ARTIFACT_INTERVAL_S, _Explainer
 from src.execution import InlineExecutor, Outcome
+from src.explainer import ARTIFACT_INTERVAL_S, Explainer
 from src.space import SearchSpace
 from src.storage.memory import InMemoryStore, MemoryStudy, run_in_memory
 from src.strategies import make_strategy
@@ -26,7 +26,7 @@ def finished(n: int) -> list[Trial]:
     return [Trial(k, {"x": 0.1 * k}, TrialState.COMPLETE, float(k)) for k in range(n)]
 
 
-def settle(explainer: _Explainer, history: list[Trial]) -> dict:
+def settle(explainer: Explainer, history: list[Trial]) -> dict:
     files = explainer.poll(history, len(history))  # every trial here ended: one ending each
     if explainer._pending is not None:
         explainer._pending.result()
@@ -36,7 +36,7 @@ def settle(explainer: _Explainer, history: list[Trial]) -> dict:
 
 def test_renders_in_the_background_as_soon_as_there_is_something_to_show_then_at_intervals():
     strategy = FromThirdTrial()
-    explainer = _Explainer(strategy)
+    explainer = Explainer(strategy)
     try:
         assert settle(explainer, finished(1)) == {}  # nothing to show yet, and no interval holds it back
         assert settle(explainer, finished(2)) == {}

@@ -54,7 +54,7 @@ class Strategy(ABC):
         """Tables and plots explaining the decisions so far, logged on the study's parent run.
 
         File name -> text (CSV, markdown) or bytes (PNG). Called when trials have finished, at most
-        every ``ARTIFACT_INTERVAL_S`` seconds and at the end of the study; only changed files are
+        every ``src.explainer.ARTIFACT_INTERVAL_S`` seconds and at the end of the study; only changed files are
         uploaded again. It runs in the driver's background thread, beside ``propose``, never beside
         itself: see the class's threading rule.
         """
