@@ -48,6 +48,7 @@ class Driver:
                  metric: str = "objective"):
         self.record, self.strategy, self.runner, self.budget = record, strategy, runner, budget
         self.promoting = pruner.halving if pruner is not None and pruner.promotes else None
+        self.promoted_elsewhere: set[tuple[str, int]] = set()  # (run id, rung): promotions another process holds
         self.seed = seed
         self.make_job, self.device, self.name, self.progress = make_job, device, name, progress
         self.max_retries, self.liveness = max_retries, liveness
@@ -130,7 +131,8 @@ class Driver:
         if self.promoting is None:
             return []
         trials = self.record.trials()
-        paused = [t for t in trials if t.paused and t.number not in self.inflight]
+        paused = [t for t in trials if t.paused and t.number not in self.inflight
+                  and (t.run_id, max(t.rungs, default=0)) not in self.promoted_elsewhere]
         # In promote mode a trial records a rung only as it pauses there (its run ends), so the values at every
         # rung are in the history as read: no query per decision (a stale read delays a promotion, no more).
         recorded: dict[int, dict[int, float]] = {}
@@ -145,8 +147,9 @@ class Driver:
         resumed = 0
         for trial, epoch in self._promotions()[:slots] if slots > 0 else []:
             run_id = self.record.resume_trial(trial, epoch, self.device)
-            if run_id is None:
-                continue  # another process promoted it first
+            if run_id is None:  # another process promoted it first (or died doing so: it stays paused)
+                self.promoted_elsewhere.add((trial.run_id, epoch))
+                continue
             self.heartbeat.add(run_id)
             self.runner.submit(self.make_job(number=trial.number, proposal=Proposal(trial.params, trial.tags),
                                              run_id=run_id, resume=Resume(epoch, trial.curve, trial.rungs)))

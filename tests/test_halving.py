@@ -185,3 +185,13 @@ def test_stop_mode_compares_with_running_trials_values():
     assert pruner.check(store, Direction.MAXIMIZE, 2, 1, 0.85) is not None  # 3 values: only the best goes on
     assert pruner.check(store, Direction.MAXIMIZE, 2, 1, 0.95) is None
     assert pruner.check(store, Direction.MAXIMIZE, 2, 2, 0.1) is None  # not a rung
+
+
+def test_a_promotion_held_by_a_process_that_died_leaves_the_trial_paused_and_the_study_ends():
+    shared = MemoryStudy()
+    for number in range(9):  # a rival claimed every promotion, then died before reopening the runs
+        for epoch in (1, 3, 9):
+            shared.promotions[number, 0, epoch] = "dead"
+    trials, objective = study(Pruner(name="asha", max_resource=EPOCHS, mode="promote"), n_trials=9, study=shared)
+    assert sorted(objective.starts) == [(n, 1) for n in range(9)]  # each ran to rung 1, none was resumed
+    assert all(t.paused and set(t.rungs) == {1} for t in trials)  # and the study ended rather than waiting
