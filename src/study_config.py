@@ -18,8 +18,8 @@ from src.errors import ConfigError
 from src.execution import DEVICE, LOG_MODELS, Executor, make_executor
 from src.pruning import Pruner
 from src.space import SearchSpace
-from src.strategies import RUNG_FITTED, Strategy, make_strategy
-from src.strategies.fidelity import RungFitted
+from src.strategies import Strategy, make_strategy
+from src.strategies.fidelity import BAYES, RungFitted
 from src.strategies.per_epoch import PerEpoch
 from src.trial import Direction
 
@@ -97,7 +97,7 @@ class StudyConfig:
             raise ConfigError("pruner", f"{stopper.name}: per_epoch trains one epoch per trial, so there are no rungs "
                                         "to cut at")
         options = dict(self.strategy_options or {})
-        if stopper.halving is not None and self.strategy in RUNG_FITTED:
+        if stopper.halving is not None and self.strategy in BAYES:
             options.setdefault("fidelity", "rungs")  # BOHB's rule: a stopped trial is not a failed one
         search = make_strategy(self.strategy, self.space, self.seed, goal, options, n_trials=self.n_trials)
         if isinstance(search, RungFitted) and stopper.halving is None:

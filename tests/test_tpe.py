@@ -52,3 +52,15 @@ def test_dimensions_map_to_optuna_distributions():
     assert distribution(SPACE["k"]).choices == (1, 2, 3)
     with pytest.raises(ConfigError, match="strategy.n_startup_trials"):
         make_strategy("optuna_tpe", SPACE, 0, Direction.MINIMIZE, {"n_startup_trials": -1})
+
+
+def test_a_pruned_trial_reaches_optuna_with_its_curve_so_tpe_ranks_it_by_how_far_it_got():
+    from src.space import SearchSpace
+    from src.strategies import make_strategy
+    from src.trial import Direction, Trial, TrialState
+
+    tpe = make_strategy("optuna_tpe", SearchSpace.from_config({"x": {"type": "float", "low": 0.0, "high": 1.0}}), 0,
+                        Direction.MAXIMIZE)
+    pruned = tpe._frozen(Trial(3, {"x": 0.2}, TrialState.PRUNED, curve={1: 0.4, 3: float("nan")}))
+    assert pruned.state.name == "PRUNED" and pruned.intermediate_values == {1: 0.4}
+    assert tpe._frozen(Trial(4, {"x": 0.3}, TrialState.COMPLETE, 0.9, curve={1: 0.5})).intermediate_values == {}

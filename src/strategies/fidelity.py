@@ -8,9 +8,10 @@ trials recorded a value (the final one counts as a budget: complete trials), as 
 ICML 2018) fit their model "on the largest budget with enough observations". Trials that reached that
 budget show as complete with their value there; trials that stopped below it are left out of the view
 (BOHB's model has no observation of them at that budget); failed and running trials stay as they are.
-Any strategy of the history works this way (random is unchanged by it), and under a halving pruner
-``random``, ``gp_bo``, ``gamma_bo`` and ``optuna_tpe`` do so by default (``fidelity: final`` turns it
-off); ``strategy=bohb`` is TPE on Hyperband's brackets.
+Any strategy of the history works this way (random is unchanged by it). Under a halving pruner the BOs
+do so by default (``fidelity: final`` turns it off: they would count every stopped trial as the worst
+value seen); TPE by default ranks stopped trials by their curves, as Optuna's own pruners feed it, and
+``strategy=bohb`` is TPE on the rungs instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from src.strategies.base import Decision, Strategy
 from src.trial import Trial, TrialState
 
 FIDELITIES = ("final", "rungs")
+BAYES = ("gp_bo", "gamma_bo")  # fitted on rungs by default under a halving pruner
 
 
 def budget_view(history: Sequence[Trial], min_points: int) -> list[Trial]:

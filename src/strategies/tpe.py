@@ -1,8 +1,10 @@
 """Optuna's TPE, the baseline a user would otherwise reach for, driven by the MLflow history.
 
 Optuna keeps its own storage; here it gets none that outlives a proposal. Each proposal builds an
-in-memory Optuna study from the trials read back from MLflow (complete, failed and pruned ones,
-and the running ones as pending so TPE's constant liar spreads a batch out), asks it for one
+in-memory Optuna study from the trials read back from MLflow (complete, failed and pruned ones, a
+pruned or paused trial with its learning curve as intermediate values, so TPE ranks it by how far it
+got and its value there, as with Optuna's own pruners; and the running ones as pending so TPE's
+constant liar spreads a batch out), asks it for one
 trial with a sampler seeded by (seed, trial number), and throws the study away. MLflow stays the
 only source of truth, so a resumed study proposes exactly what an uninterrupted one would.
 """
@@ -68,5 +70,7 @@ class OptunaTPE(Strategy):
     def _frozen(self, trial: Trial) -> optuna.trial.FrozenTrial:
         complete = trial.state is TrialState.COMPLETE and trial.value is not None and math.isfinite(trial.value)
         state = STATES[trial.state] if complete or trial.state is not TrialState.COMPLETE else STATES[TrialState.FAILED]
+        curve = {step: value for step, value in trial.curve.items() if math.isfinite(value)}
         return optuna.trial.create_trial(state=state, value=trial.value if complete else None,
-                                         params=dict(trial.params), distributions=self.distributions)
+                                         params=dict(trial.params), distributions=self.distributions,
+                                         intermediate_values=curve if trial.state is TrialState.PRUNED else None)
