@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--multiples", type=int, nargs="+",
                         help="multifidelity: epoch budgets in max_epochs (default 1 3 10 30; quick 1 3 5)")
     parser.add_argument("--walltime-trials", type=int,
-                        help="multifidelity: configurations per wall-time study, 0 for none (default 24; quick 6)")
+                        help="multifidelity: configurations per wall-time study, 0 for none (default 16; quick 6)")
     args = parser.parse_args()
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:

@@ -6,11 +6,13 @@ import math
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 
 from bench.multifidelity.runner import BASELINES
 from src.plots import png, pyplot
 from src.strategies.factorial.tables import markdown
 
+CURVE_POINTS = 150  # epoch counts per method in curves.csv and the plot
 PLOT_FLOOR = 1e-4  # regrets below this (exact hits) are drawn at it on the log axis
 
 
@@ -34,7 +36,8 @@ def regret_table(rows: pd.DataFrame, problem: str, epochs: int, multiples: list[
     for (searcher, pruner), group in ok.groupby(["searcher", "pruner"], sort=False):
         trace = median_trace(group)
         record = {"method": method(searcher, pruner)}
-        record.update({f"{m}x ({m * epochs} ep.)": _cell(trace[m * epochs - 1]) for m in multiples})
+        record.update({f"{m}x ({m * epochs} ep.)": _cell(trace[m * epochs - 1]) if len(trace) >= m * epochs else "-"
+                       for m in multiples})  # "-": past the studies' cap
         record.update({"seeds": str(len(group)), "trials": f"{group.trials.median():.0f}",
                        "reached last epoch": f"{group.reached_last.median():.0f}",
                        "s/study": f"{group.run_seconds.median():.2f}"})
@@ -63,21 +66,23 @@ def epochs_to_match(rows: pd.DataFrame, problem: str, epochs: int) -> str:
             hits = np.flatnonzero(trace <= target)
             needed = int(hits[0]) + 1 if hits.size else None
             records.append({"searcher": searcher, "pruner": pruner, "against": f"{of} + none",
-                            f"its median regret at {cap} epochs": _cell(target),
+                            "its median regret": _cell(target), "at epochs": str(cap),
                             "epochs to match it": str(needed) if needed else f"not within {cap}",
                             "of none's epochs": f"{needed / cap:.2f}" if needed else "-",
                             "in max_epochs": f"{needed / epochs:.1f}" if needed else "-"})
     return markdown(pd.DataFrame(records))
 
 
-def curves(rows: pd.DataFrame) -> pd.DataFrame:
-    """Median regret against epochs spent, per problem and method (``inf`` before any trial reached the end)."""
+def curves(rows: pd.DataFrame, points: int = CURVE_POINTS) -> pd.DataFrame:
+    """Median regret against epochs spent, per problem and method (``inf`` before any trial reached the end), at
+    about ``points`` log-spaced epoch counts (where the median changes, a step is drawn from the last point)."""
     frames = []
     for (problem, searcher, pruner), group in rows[rows.status == "ok"].groupby(["problem", "searcher", "pruner"],
                                                                                  sort=False):
         trace = median_trace(group)
+        at = np.unique(np.geomspace(1, len(trace), points).round().astype(int))
         frames.append(pd.DataFrame({"problem": problem, "searcher": searcher, "pruner": pruner,
-                                    "epochs": np.arange(1, len(trace) + 1), "median_regret": trace}))
+                                    "epochs": at, "median_regret": trace[at - 1]}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["problem", "searcher", "pruner", "epochs", "median_regret"])
 
@@ -90,14 +95,16 @@ def plot(curve: pd.DataFrame, epochs: dict[str, int]) -> bytes:
     searchers = list(curve.searcher.unique())
     colours = {s: f"C{k}" for k, s in enumerate(searchers)}
     styles = dict(zip(["none", "asha", "asha_promote", "hyperband"], ["-", "--", ":", "-."]))
-    fig, axes = plt.subplots(1, len(problems) + 1, figsize=(5.2 * len(problems) + 3, 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(problems) + 1, figsize=(5.2 * len(problems) + 2, 4), squeeze=False,
+                             gridspec_kw={"width_ratios": [1] * len(problems) + [0.4]})
     for ax, problem in zip(axes.flat, problems):
         for (searcher, pruner), group in curve[curve.problem == problem].groupby(["searcher", "pruner"], sort=False):
             finite = np.isfinite(group.median_regret)
-            ax.plot(group.epochs[finite] / epochs[problem], np.maximum(group.median_regret[finite], PLOT_FLOOR),
-                    colours[searcher], linestyle=styles.get(pruner, "-"), linewidth=1.1)
+            ax.step(group.epochs[finite] / epochs[problem], np.maximum(group.median_regret[finite], PLOT_FLOOR),
+                    colours[searcher], where="post", linestyle=styles.get(pruner, "-"), linewidth=1.1)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
         ax.set_title(f"{problem} (max_epochs {epochs[problem]})", fontsize=9)
         ax.set_xlabel("epochs spent / max_epochs")
         ax.set_ylabel("median regret")

@@ -17,9 +17,13 @@ Searchers:
   ``trial.report`` and asking ``trial.should_prune``, with the pruners in ``OPTUNA_PRUNERS``: ``none``
   (``NopPruner``), ``asha`` (``SuccessiveHalvingPruner()``: Optuna's defaults, reduction factor 4,
   ``min_resource`` "auto", i.e. 1 here) and ``hyperband`` (``HyperbandPruner(min_resource=1,
-  max_resource=epochs)``, reduction factor 3).
-- The project's strategies (``make_strategy``, defaults, as the search bench builds them; ``bohb`` is
-  ``optuna_tpe`` fitted on the rungs, so it runs with the halving pruners only) as studies of the
+  max_resource=epochs)``, reduction factor 3). Hyperband's bracket of a trial is a CRC of the study name and
+  trial number, so the studies are named after the problem, searcher, pruner and seed (an unnamed study gets a
+  random name, and other brackets at every run). Optuna's pruners may prune at the last epoch (a rung at
+  ``max_resource``): such a trial still reached it, and counts for the incumbent.
+- The project's strategies, built as ``optimize`` builds them (``StudyConfig``: defaults, so under a halving
+  pruner gp_bo and gamma_bo fit on the rungs; ``bohb`` is ``optuna_tpe`` fitted on the rungs, so it runs
+  with the halving pruners only) as studies of the
   real driver on the in-memory store (``run_in_memory``, inline: one epoch at a time), with the pruners in
   ``PROJECT_PRUNERS``: ``none``, ``asha`` (stop mode), ``asha_promote`` and ``hyperband`` (stop mode), all
   ``min_resource=1, max_resource=epochs, reduction_factor=3``. The strategy is wrapped (``Capped``) so that
@@ -46,9 +50,9 @@ from bench.search.runner import options
 from src.pruning import Pruner
 from src.space import Params, SearchSpace
 from src.storage.memory import run_in_memory
-from src.strategies import make_strategy
 from src.strategies.base import Decision, Strategy
 from src.strategies.tpe import distribution
+from src.study_config import StudyConfig
 from src.trial import Direction, Trial, TrialState, trial_seed
 
 OPTUNA_PRUNERS: dict[str, Callable[[int], optuna.pruners.BasePruner]] = {
@@ -161,10 +165,13 @@ def project_objective(problem: Problem, ledger: Ledger | None = None) -> Callabl
 
 
 def run_project(problem: Problem, searcher: str, pruner: str, seed: int, cap: int) -> tuple[Ledger, list[Trial]]:
+    """The study ``optimize`` would run (``StudyConfig`` builds its strategy and pruner: under a halving pruner
+    gp_bo and gamma_bo fit on the rungs, as they do by default), driven in memory until ``cap`` epochs."""
     space, ledger = problem.space(), Ledger(problem, cap)
-    strategy = make_strategy(searcher, space, seed, problem.direction, options(searcher, space, cap), n_trials=cap)
-    trials = run_in_memory(Capped(strategy, lambda: ledger.spent), project_objective(problem, ledger), cap,
-                           pruner=PROJECT_PRUNERS[pruner](problem.epochs), metric="value", seed=seed)
+    config = StudyConfig(space, searcher, cap, problem.direction.value, "value", seed,
+                         strategy_options=options(searcher, space, cap), pruner=PROJECT_PRUNERS[pruner](problem.epochs))
+    trials = run_in_memory(Capped(config.search, lambda: ledger.spent), project_objective(problem, ledger), cap,
+                           pruner=config.stopper, metric="value", seed=seed)
     return ledger, trials
 
 
@@ -172,7 +179,8 @@ def run_optuna(problem: Problem, searcher: str, pruner: str, seed: int, cap: int
     ledger = Ledger(problem, cap)
     distributions = {name: distribution(dim) for name, dim in problem.space().items()}
     study = optuna.create_study(direction=problem.direction.value, sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=OPTUNA_PRUNERS[pruner](problem.epochs))
+                                pruner=OPTUNA_PRUNERS[pruner](problem.epochs),
+                                study_name=f"{problem.name}-{searcher}-{pruner}-{seed}")  # Hyperband's brackets
     trials = []
     while not ledger.spent:
         asked = study.ask(distributions)
