@@ -4,10 +4,11 @@
 with its NopPruner, SuccessiveHalvingPruner and HyperbandPruner; the project's strategies with pruner
 none, asha, asha_promote and hyperband; bohb with the halving ones) on two learning-curve problems, for
 ``--seeds`` seeds each (default 10), until each study has spent ``max(--multiples) x max_epochs`` epochs
-(default 30 x; gp_bo and gamma_bo stop at 10 x: ``SLOW_MULTIPLE``). The default run took 11 minutes with
-``--jobs 1`` on a 2-core machine (3 of them the wall-time studies); ``--quick`` (TPESampler and random, 2 seeds,
-5 x, short wall-time studies) under a minute. Every study is deterministic for its seed (the regret tables
-of two runs are the same). The problems:
+(default 30 x; gp_bo and gamma_bo stop at 10 x: ``SLOW_MULTIPLE``). The default run took 18 minutes with
+``--jobs 1`` on a 2-core machine shared with another process (3 of them the wall-time studies; ``--jobs``
+defaults to the CPU count); ``--quick`` (TPESampler and random, 2 seeds, 5 x, short wall-time studies) under a
+minute. Every study of the regret tables is deterministic for its seed; the wall times are of whatever else
+the machine ran. The problems:
 
 - ``digits``: a table of real trainings (``digits_table``: 288 configurations of a small MLP on
   scikit-learn's digits, 40 epochs, 3 training seeds), searched through its real dimensions (``digits``);
@@ -19,8 +20,10 @@ at each epoch budget (``--multiples`` of max_epochs) for every method, with the 
 searcher, the fewest epochs at which each pruner's median regret matches no pruning's at the largest
 budget (and that as a share of no pruning's epochs). Then the wall-time table (``walltime``; digits
 only). Also written: ``results.csv`` (one row per study: counts, epochs spent, seconds, the regret at each
-budget), ``curves.csv`` (median regret after every epoch spent), ``regret.png`` (those curves, one panel per
-problem) and ``walltime.csv``.
+budget), ``curves.csv`` (median regret against epochs spent, at 150 log-spaced counts), ``regret.png`` (those
+curves, one panel per problem; a regret of 0 drawn at 1e-4) and ``walltime.csv``. In the tables "none yet" is
+a median without an incumbent (promote mode pauses every trial at its first rung until a third of a rung can
+go on, so no trial has reached the last epoch after 1 or 3 x max_epochs), and "-" a budget past the cap.
 """
 
 from __future__ import annotations
