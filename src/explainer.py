@@ -29,7 +29,7 @@ class Explainer:
 
     def __init__(self, strategy: Strategy | None, pruner: Pruner | None = None, seed: int = 0, metric: str = ""):
         self.strategy = strategy  # None: nothing to render (a study that keeps no files)
-        self.halving = (pruner.halving if pruner is not None else None, seed, metric)
+        self.halving, self.seed, self.metric = pruner.halving if pruner is not None else None, seed, metric
         self.waited_s = 0.0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-artifacts")
         self._pending: Future[dict[str, str | bytes]] | None = None
@@ -70,9 +70,8 @@ class Explainer:
     def _render(self, history: list[Trial]) -> dict[str, str | bytes]:
         start = time.perf_counter()
         files = self.strategy.artifacts(history) if self.strategy is not None else {}
-        halving, seed, metric = self.halving
-        if self.strategy is not None and halving is not None:
+        if self.strategy is not None and self.halving is not None:
             files |= {f"pruner/{name}": content for name, content in
-                      halving_artifacts(history, halving, seed, self.strategy.direction, metric).items()}
+                      halving_artifacts(history, self.halving, self.seed, self.strategy.direction, self.metric).items()}
         self._cost, self._drawn = time.perf_counter() - start, self._drawn or bool(files)
         return files

@@ -135,6 +135,8 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
     rungs = dict(job.resume.rungs) if job.resume is not None else {}
     if job.resume is not None:
         recorder.curve.update(job.resume.curve)
+    halving = job.pruner.halving
+    rung_epochs = set(halving.rungs_of(job.number, job.seed)) if halving is not None else set()
 
     def report(epoch: int, metrics: Mapping[str, float], checkpoint: Callable[[], Any] | None = None) -> None:
         if epoch <= resumed:  # an objective that did not restore its state repeats epochs already on record
@@ -143,8 +145,7 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
         if not job.pruner.active or job.metric not in metrics:
             return
         value = float(metrics[job.metric])
-        halving = job.pruner.halving
-        if halving is not None and epoch in halving.rungs_of(job.number, job.seed):
+        if epoch in rung_epochs:
             recorder.rung(epoch, value)
             rungs[epoch] = value
             if job.pruner.promotes:

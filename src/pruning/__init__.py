@@ -28,6 +28,7 @@ factorial leaves them out of its fit, TPE receives them as pruned), unless a str
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass
@@ -89,9 +90,9 @@ class Pruner:
     def active(self) -> bool:
         return self.name != "none"
 
-    @property
+    @functools.cached_property
     def halving(self) -> Halving | None:
-        """The rungs and brackets of a multi-fidelity pruner; None for the others."""
+        """The rungs and brackets of a multi-fidelity pruner (built once); None for the others."""
         if self.name not in HALVING:
             return None
         assert self.max_resource is not None  # checked when built
