@@ -27,7 +27,7 @@ from bench import (
 )
 from bench.search.functions import FUNCTIONS
 from bench.search.runner import SEARCHERS
-from src.strategies import STRATEGIES
+from hpo_tune.strategies import STRATEGIES
 
 SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos", "ui", "search", "multifidelity")
 DEFAULT_SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos")  # the others only when named

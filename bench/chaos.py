@@ -51,8 +51,8 @@ def worker(argv: list[str]) -> None:
     parser.add_argument("--max-retries", type=int, default=2)
     parser.add_argument("--stale-after", type=float, default=60.0)
     args = parser.parse_args(argv)
-    from src import optimize
-    from src.execution import make_executor
+    from hpo_tune import optimize
+    from hpo_tune.execution import make_executor
 
     def objective(params: dict) -> float:
         time.sleep(args.sleep)
@@ -155,7 +155,7 @@ SCENARIOS: dict[str, Callable[..., int]] = {"storm": storm, "rivals": rivals, "w
 @contextmanager
 def stores(folder: Path, names: list[str]) -> Iterator[Iterator[tuple[str, str | None, str]]]:
     """Yield (store name, URI or None, why not) for each store asked for, starting servers as needed."""
-    from src.server import local_postgres, local_server
+    from hpo_tune.server import local_postgres, local_server
 
     with ExitStack() as stack:
 

@@ -28,7 +28,7 @@ TRIAL_S = 3.0  # the trial length the overhead is measured against
 
 
 def project_ms(n_trials: int, folder: Path) -> float:
-    from src import optimize
+    from hpo_tune import optimize
 
     def instant(params: dict) -> float:
         return params["x"] ** 2
@@ -57,8 +57,8 @@ def writes_ms(n_trials: int, folder: Path, way: str) -> float:
     the end, as the project writes them): the floor under the project's figure."""
     from mlflow.entities import Metric, Param, RunTag
 
-    from src.tracking.store import connect
-    from src.tracking.writes import StoreWrites, store_writes
+    from hpo_tune.tracking.store import connect
+    from hpo_tune.tracking.writes import StoreWrites, store_writes
 
     client = connect(f"sqlite:///{folder / 'writes.db'}")
     store = client._tracking_client.store
@@ -80,7 +80,7 @@ def explained_share(strategy: str, options: dict, dims: int, n_trials: int, fold
     """(seconds the study waited for its strategy's tables and plots, its wall seconds) for 0.5-s trials."""
     from mlflow.tracking import MlflowClient
 
-    from src import optimize
+    from hpo_tune import optimize
 
     def half_second(params: dict) -> float:
         time.sleep(0.5)

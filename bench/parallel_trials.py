@@ -11,8 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from src import optimize
-from src.execution import InlineExecutor, ProcessExecutor
+from hpo_tune import optimize
+from hpo_tune.execution import InlineExecutor, ProcessExecutor
 
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
 

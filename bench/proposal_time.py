@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from src.space import SearchSpace
-from src.strategies import make_strategy
-from src.trial import Direction, Trial, TrialState
+from hpo_tune.space import SearchSpace
+from hpo_tune.strategies import make_strategy
+from hpo_tune.trial import Direction, Trial, TrialState
 
 CONTINUOUS = {"x": {"type": "float", "low": -5.0, "high": 5.0}, "y": {"type": "log_float", "low": 1e-3, "high": 1.0},
               "z": {"type": "float", "low": 0.0, "high": 1.0}}

@@ -3,7 +3,7 @@
 Each trial opens its child run, reports three epochs of three metrics, logs its parameters and
 objective and ends; the driver re-reads the history and proposes. A study's start-up (its experiment,
 parent run, claim ledger, first history read) is timed apart from its per-trial cost. The server runs as ``python -m
-src.server`` runs it (MLflow's server with the project's one-request trial routes), and as plain
+hpo_tune.server`` runs it (MLflow's server with the project's one-request trial routes), and as plain
 ``mlflow server`` for comparison (a request per write), each measured in rounds side by side with a local
 SQLite store, so the ratio compares runs made under the same load. The time per trial is what tracking
 costs a real trial on top of its training. The history read-back is also timed for
@@ -18,11 +18,11 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from src import optimize
-from src.server import local_postgres, local_server
-from src.space import SearchSpace
-from src.tracking import Tracker
-from src.trial import Direction
+from hpo_tune import optimize
+from hpo_tune.server import local_postgres, local_server
+from hpo_tune.space import SearchSpace
+from hpo_tune.tracking import Tracker
+from hpo_tune.trial import Direction
 
 POSTGRES = "project's server, PostgreSQL"
 SPACE = {"x": {"type": "float", "low": -5.0, "high": 5.0}}

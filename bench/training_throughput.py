@@ -12,12 +12,12 @@ import time
 import torch
 from omegaconf import OmegaConf
 
-from src.data.splits import Splits
-from src.execution import resolve_device
-from src.models import build_model
-from src.resolvers import PROJECT_ROOT
-from src.training.accel import autocast, is_cuda, on_device, prepare
-from src.training.loop import make_optimizer, train_epoch
+from hpo_tune.data.splits import Splits
+from hpo_tune.execution import resolve_device
+from hpo_tune.models import build_model
+from hpo_tune.resolvers import PROJECT_ROOT
+from hpo_tune.training.accel import autocast, is_cuda, on_device, prepare
+from hpo_tune.training.loop import make_optimizer, train_epoch
 
 MODELS = {  # model config, input shape, batch size (the papers')
     "MNIST cnn_mnist (default)": ("cnn_mnist", (1, 28, 28), 64),

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from src.server import free_port, wait_until_up
+from hpo_tune.server import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,20 +1,13 @@
-"""Experiment-tracked hyperparameter optimisation for PyTorch.
+"""The checkout's entry point, ``python -m src.tune``; the library itself is ``hpo_tune`` (``src/hpo_tune``).
 
-``python -m src.tune`` is the CLI; ``optimize`` is the same engine as a Python API.
+The library is not called ``src`` so that an app with its own ``src`` package can install and use it. From a
+checkout that was not installed (``pip install -e .``), this puts ``src/`` on the path so ``hpo_tune`` and the
+Hydra plugins import.
 """
 
-import os
+import sys
+from pathlib import Path
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # reports read many small artifacts
-
-__all__ = ["StudyResult", "optimize"]
-
-
-def __getattr__(name: str):
-    """Import the engine (and MLflow with it) on first use, so the CLI can reject bad configs fast."""
-    if name in __all__:
-        from src import study
-
-        return getattr(study, name)
-    raise AttributeError(f"module 'src' has no attribute {name!r}")
+_here = str(Path(__file__).resolve().parent)
+if _here not in sys.path:
+    sys.path.insert(0, _here)

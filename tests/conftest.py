@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -14,10 +15,11 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-import src.resolvers  # noqa: F401 - the resolvers the configs use
-from src.server import local_postgres, local_server
+import hpo_tune.resolvers  # noqa: F401 - the resolvers the configs use
+from hpo_tune.server import local_postgres, local_server
 
 ROOT = Path(__file__).resolve().parent.parent
+IMPORT_PATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])  # a subprocess's PYTHONPATH: hpo_tune and tests
 DATA = ROOT / "data"
 TINY = [
     "dataset.subset=200", "dataset.val_size=100", "trainer.epochs=1", "model.conv_channels=[4]",

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from src.storage.memory import MemoryStudy, run_in_memory
-from src.strategies import Strategy
-from src.trial import Trial
+from hpo_tune.storage.memory import MemoryStudy, run_in_memory
+from hpo_tune.strategies import Strategy
+from hpo_tune.trial import Trial
 
 UNTIL_FINISHED = 10**6  # a budget no strategy test reaches: the strategy says when the study is finished
 

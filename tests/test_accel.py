@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from src.errors import ConfigError
-from src.models import build_model
-from src.training.accel import autocast, on_device, prepare, uses_channels_last
-from src.training.loop import fit
+from hpo_tune.errors import ConfigError
+from hpo_tune.models import build_model
+from hpo_tune.training.accel import autocast, on_device, prepare, uses_channels_last
+from hpo_tune.training.loop import fit
 from tests.test_training import toy_splits
 
 CNN = {"arch": "cnn", "conv_channels": [4], "dense": [8], "dropout": 0.0}

@@ -11,12 +11,12 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from src import optimize
-from src.errors import ConfigError, StudyConflictError
-from src.strategies import STRATEGIES
-from src.strategies.random import RandomSearch
-from src.trial import TrialState
-from tests.conftest import ROOT, children
+from hpo_tune import optimize
+from hpo_tune.errors import ConfigError, StudyConflictError
+from hpo_tune.strategies import STRATEGIES
+from hpo_tune.strategies.random import RandomSearch
+from hpo_tune.trial import TrialState
+from tests.conftest import IMPORT_PATH, children
 
 SPACE = {"x": {"type": "float", "low": -4.0, "high": 4.0}, "k": {"type": "choice", "values": [1, 2, 3]}}
 
@@ -122,7 +122,7 @@ def test_grid_without_budget_runs_the_whole_grid(store, study_name):
 SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from src import optimize
+    from hpo_tune import optimize
 
     marker = Path(sys.argv[3])
 
@@ -142,7 +142,7 @@ def test_a_study_killed_mid_trial_resumes_with_every_trial_once(store, study_nam
     script.write_text(SCRIPT)
     marker = tmp_path / "started"
     command = [sys.executable, str(script), store, study_name, str(marker)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": IMPORT_PATH}
     process = subprocess.Popen(command, env=env)
     deadline = time.time() + 120
     while not marker.exists() and time.time() < deadline:

@@ -12,11 +12,11 @@ from mlflow.tracking import MlflowClient
 from scipy import integrate, stats
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-from src import optimize
-from src.errors import ConfigError
-from src.space import SearchSpace
-from src.strategies import Decision
-from src.strategies.bayes import (
+from hpo_tune import optimize
+from hpo_tune.errors import ConfigError
+from hpo_tune.space import SearchSpace
+from hpo_tune.strategies import Decision
+from hpo_tune.strategies.bayes import (
     GammaBO,
     GaussianProcessBO,
     Predictive,
@@ -25,8 +25,8 @@ from src.strategies.bayes import (
     gaussian_predictive,
     student_t_predictive,
 )
-from src.strategies.bayes.surrogate import _subset
-from src.trial import Direction, Proposal, Trial, TrialState
+from hpo_tune.strategies.bayes.surrogate import _subset
+from hpo_tune.trial import Direction, Proposal, Trial, TrialState
 from tests.conftest import ROOT
 from tests.driven import drive
 
@@ -375,7 +375,7 @@ def test_gamma_bo_tunes_a_space_with_a_choice_end_to_end(store, study_name):
 def test_a_render_beside_a_proposal_leaves_the_process_s_blas_threads_as_they_were():
     from threadpoolctl import threadpool_info
 
-    from src.strategies.bayes.strategy import _few_blas_threads
+    from hpo_tune.strategies.bayes.strategy import _few_blas_threads
 
     def blas() -> list[int]:
         return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]

@@ -28,8 +28,8 @@ from bench.search.functions import (
     true_value,
 )
 from bench.search.runner import discretise, picked_curve
-from src.space import Choice
-from src.trial import Trial, TrialState
+from hpo_tune.space import Choice
+from hpo_tune.trial import Trial, TrialState
 
 
 @pytest.mark.parametrize("function", ["branin", "hartmann6", "mixed"])

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bench.chaos import census, finish, kill, start
-from src.tracking import store
+from hpo_tune.tracking import store
 from tests.conftest import children, runs
 
 ALL_DONE = {"lost": 0, "duplicated": 0, "running": 0, "parents": 1, "failed": 0}

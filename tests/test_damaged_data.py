@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.data.files import shown
-from src.data.images import load_cifar10, load_dogs_vs_cats
-from src.data.mnist import FILES, load_mnist
-from src.data.timeseries import GOLD_CSV, load_gold
-from src.errors import DataDamagedError
-from src.resolvers import PROJECT_ROOT
+from hpo_tune.data.files import shown
+from hpo_tune.data.images import load_cifar10, load_dogs_vs_cats
+from hpo_tune.data.mnist import FILES, load_mnist
+from hpo_tune.data.timeseries import GOLD_CSV, load_gold
+from hpo_tune.errors import DataDamagedError
+from hpo_tune.resolvers import PROJECT_ROOT
 from tests.conftest import DATA, TINY, cli
 
 IMAGES = "train-images-idx3-ubyte.gz"  # first in FILES, so the three files after it are not decompressed

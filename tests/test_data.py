@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from src.data import load_dataset
-from src.data.splits import holdout
-from src.errors import ConfigError, DataMissingError
+from hpo_tune.data import load_dataset
+from hpo_tune.data.splits import holdout
+from hpo_tune.errors import ConfigError, DataMissingError
 from tests.conftest import DATA
 
 

@@ -3,12 +3,12 @@
 import threading
 import time
 
-from src.execution import InlineExecutor, Outcome
-from src.explainer import ARTIFACT_INTERVAL_S, Explainer
-from src.space import SearchSpace
-from src.storage.memory import InMemoryStore, MemoryStudy, run_in_memory
-from src.strategies import make_strategy
-from src.trial import Direction, Proposal, Trial, TrialState
+from hpo_tune.execution import InlineExecutor, Outcome
+from hpo_tune.explainer import ARTIFACT_INTERVAL_S, Explainer
+from hpo_tune.space import SearchSpace
+from hpo_tune.storage.memory import InMemoryStore, MemoryStudy, run_in_memory
+from hpo_tune.strategies import make_strategy
+from hpo_tune.trial import Direction, Proposal, Trial, TrialState
 
 
 class FromThirdTrial:
@@ -51,7 +51,7 @@ def test_renders_in_the_background_as_soon_as_there_is_something_to_show_then_at
         explainer.close()
 
 
-# -- the real Driver on the in-memory store (src.storage.memory) -------------------------------------------
+# -- the real Driver on the in-memory store (hpo_tune.storage.memory) -------------------------------------------
 
 SPACE = SearchSpace.from_config({"x": {"type": "float", "low": 0.0, "high": 1.0}})
 

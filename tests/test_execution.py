@@ -14,11 +14,11 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from src import optimize
-from src.execution import InlineExecutor, ProcessExecutor
-from src.pruning import Pruner
-from src.trial import Direction, TrialState
-from tests.conftest import ROOT, children
+from hpo_tune import optimize
+from hpo_tune.execution import InlineExecutor, ProcessExecutor
+from hpo_tune.pruning import Pruner
+from hpo_tune.trial import Direction, TrialState
+from tests.conftest import IMPORT_PATH, ROOT, children
 
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
 
@@ -213,7 +213,7 @@ def test_a_pruned_study_records_pruned_trials_with_their_curves(store, study_nam
 def test_a_local_ray_cluster_runs_a_study(store, study_name):
     ray = pytest.importorskip("ray")
     sessions = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
-    path = os.pathsep.join(map(str, [ROOT, Path(__file__).parent]))  # pytest imports this file as a top-level module
+    path = os.pathsep.join([IMPORT_PATH, str(Path(__file__).parent)])  # pytest imports this file as a top-level module
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=sessions, runtime_env={"env_vars": {"PYTHONPATH": path}})
     try:
         result = optimize(slow_square, SPACE, n_trials=4, study=study_name, tracking_uri=store, progress=False,
@@ -232,8 +232,8 @@ def test_a_local_ray_cluster_runs_a_study(store, study_name):
 
 DRIVER = textwrap.dedent("""
     import sys
-    from src import optimize
-    from src.execution import ProcessExecutor
+    from hpo_tune import optimize
+    from hpo_tune.execution import ProcessExecutor
     from tests.test_execution import SPACE, slow_square
 
     optimize(slow_square, SPACE, n_trials=6, study=sys.argv[2], tracking_uri=sys.argv[1], progress=False,
@@ -243,7 +243,7 @@ DRIVER = textwrap.dedent("""
 
 def test_two_concurrent_studies_with_workers_lose_no_runs(shared_store, study_name):
     uri = shared_store
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": IMPORT_PATH}
     drivers = [subprocess.Popen([sys.executable, "-c", DRIVER, uri, f"{study_name}-{k}"], env=env, cwd=ROOT)
                for k in range(2)]
     assert [d.wait(timeout=240) for d in drivers] == [0, 0]

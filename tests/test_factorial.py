@@ -9,12 +9,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from src.errors import ConfigError
-from src.plots import pyplot
-from src.space import SearchSpace
-from src.strategies.factorial import DesignError, FactorialGrid, lenth_pse, plots, tables
-from src.strategies.factorial.design import GENERATORS
-from src.trial import Direction, Trial, TrialState
+from hpo_tune.errors import ConfigError
+from hpo_tune.plots import pyplot
+from hpo_tune.space import SearchSpace
+from hpo_tune.strategies.factorial import DesignError, FactorialGrid, lenth_pse, plots, tables
+from hpo_tune.strategies.factorial.design import GENERATORS
+from hpo_tune.trial import Direction, Trial, TrialState
 from tests.driven import drive, renders_beside_proposals
 
 PNG = b"\x89PNG\r\n\x1a\n"

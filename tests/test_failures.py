@@ -5,11 +5,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from src import optimize
-from src.errors import StudyConflictError
-from src.server import free_port
-from src.trial import TrialState
-from src.tune import run
+from hpo_tune import optimize
+from hpo_tune.errors import StudyConflictError
+from hpo_tune.server import free_port
+from hpo_tune.trial import TrialState
+from hpo_tune.tune import run
 from tests.conftest import TINY, children, cli
 
 pytestmark = pytest.mark.usefixtures("mnist_available")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from src.errors import ConfigError
-from src.pruning import Pruner
-from src.space import SearchSpace
-from src.strategies import make_strategy
-from src.strategies.fidelity import RungFitted, budget_view
-from src.study_config import StudyConfig
-from src.trial import Direction, Trial, TrialState
+from hpo_tune.errors import ConfigError
+from hpo_tune.pruning import Pruner
+from hpo_tune.space import SearchSpace
+from hpo_tune.strategies import make_strategy
+from hpo_tune.strategies.fidelity import RungFitted, budget_view
+from hpo_tune.study_config import StudyConfig
+from hpo_tune.trial import Direction, Trial, TrialState
 
 SPACE = SearchSpace.from_config({"x": {"type": "float", "low": 0.0, "high": 1.0}})
 

@@ -8,13 +8,13 @@ from collections import Counter
 
 import pytest
 
-from src.errors import ConfigError
-from src.pruning import Pruner
-from src.pruning.halving import Halving
-from src.space import SearchSpace
-from src.storage.memory import InMemoryStore, MemoryStudy, run_in_memory
-from src.strategies import make_strategy
-from src.trial import Direction, Trial, TrialState
+from hpo_tune.errors import ConfigError
+from hpo_tune.pruning import Pruner
+from hpo_tune.pruning.halving import Halving
+from hpo_tune.space import SearchSpace
+from hpo_tune.storage.memory import InMemoryStore, MemoryStudy, run_in_memory
+from hpo_tune.strategies import make_strategy
+from hpo_tune.trial import Direction, Trial, TrialState
 
 SPACE = SearchSpace.from_config({"x": {"type": "float", "low": 0.0, "high": 1.0}})
 EPOCHS = 27

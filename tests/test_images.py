@@ -17,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from src.data.images import load_cifar10, load_dogs_vs_cats
-from src.errors import ConfigError, DataMissingError
+from hpo_tune.data.images import load_cifar10, load_dogs_vs_cats
+from hpo_tune.errors import ConfigError, DataMissingError
 
 # written in unsorted order, each in its own colour, so a label can be checked against the pixels
 CIFAR_COLOURS = {"truck": (40, 40, 210), "airplane": (210, 40, 40), "cat": (40, 210, 40)}

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from src.training.kappa import DEFAULT_LAMBDA, kappa
+from hpo_tune.training.kappa import DEFAULT_LAMBDA, kappa
 
 
 def test_original_variant_by_hand():

@@ -10,12 +10,12 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from src import optimize
-from src.space import SearchSpace
-from src.tracking import Tracker, TrialRecorder
-from src.tracking.lineage import data_version
-from src.trial import Direction, Proposal, TrialState
-from src.tune import run
+from hpo_tune import optimize
+from hpo_tune.space import SearchSpace
+from hpo_tune.tracking import Tracker, TrialRecorder
+from hpo_tune.tracking.lineage import data_version
+from hpo_tune.trial import Direction, Proposal, TrialState
+from hpo_tune.tune import run
 from tests.conftest import DATA, ROOT, children, runs
 
 pytestmark = pytest.mark.usefixtures("mnist_available")

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from src.models.lstm import ACTIVATIONS, LSTMLayer, LSTMRegressor
+from hpo_tune.models.lstm import ACTIVATIONS, LSTMLayer, LSTMRegressor
 
 STEPS, FEATURES = 5, 4
 

@@ -12,16 +12,16 @@ from collections import Counter
 import pytest
 from mlflow.tracking import MlflowClient
 
-from src import optimize
-from src.execution import ProcessExecutor
-from src.pruning import Pruner
-from src.trial import TrialState
-from tests.conftest import ROOT, TINY, children, cli, runs
+from hpo_tune import optimize
+from hpo_tune.execution import ProcessExecutor
+from hpo_tune.pruning import Pruner
+from hpo_tune.trial import TrialState
+from tests.conftest import IMPORT_PATH, TINY, children, cli, runs
 
 SCRIPT = textwrap.dedent("""
     import math, os, signal, sys, time
     from pathlib import Path
-    from src import optimize
+    from hpo_tune import optimize
 
     uri, study, log, marker = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
 
@@ -59,7 +59,7 @@ def outcome(uri: str, study: str) -> dict[int, tuple]:
 def test_a_study_killed_while_trials_are_paused_resumes_them_from_their_checkpoints(store, study_name, tmp_path):
     script, log, marker = tmp_path / "study.py", tmp_path / "calls.log", tmp_path / "killed"
     script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": IMPORT_PATH}
     command = [sys.executable, str(script), store, study_name, str(log), str(marker)]
     killed = subprocess.run(command, env=env, timeout=180)
     assert killed.returncode == -signal.SIGKILL and marker.exists()

@@ -7,11 +7,11 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from src.config import accepted_keys
-from src.errors import ConfigError
-from src.space import SearchSpace
-from src.strategies import make_strategy
-from src.trial import Direction
+from hpo_tune.config import accepted_keys
+from hpo_tune.errors import ConfigError
+from hpo_tune.space import SearchSpace
+from hpo_tune.strategies import make_strategy
+from hpo_tune.trial import Direction
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.usefixtures("mnist_available")
@@ -31,11 +31,11 @@ def one_line_exit_2(done):
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_compare_help_says_what_it_does_and_how_to_call_it(flag):
-    done = subprocess.run([sys.executable, "-m", "src.compare", flag], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "hpo_tune.compare", flag], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    assert done.stdout.startswith("usage: python -m src.compare experiment=<preset>")
-    assert "python -m src.compare experiment=seed001_mnist scale=smoke" in done.stdout  # an example
+    assert done.stdout.startswith("usage: python -m hpo_tune.compare experiment=<preset>")
+    assert "python -m hpo_tune.compare experiment=seed001_mnist scale=smoke" in done.stdout  # an example
     assert "reports/<preset>/<preset>.md" in done.stdout  # where the report goes
     for preset in ROOT.joinpath("conf", "experiment").glob("*.yaml"):
         assert preset.stem in done.stdout
@@ -69,8 +69,8 @@ def test_every_key_of_the_shipped_datasets_and_models_is_accepted():
 def test_checking_a_config_loads_no_mlflow_and_torch_only_for_the_keys_nothing_reads():
     """Why config mistakes come back in seconds: every check but the last runs before torch loads, and the last
     (the keys nothing reads, found in the training code's signatures) before MLflow loads."""
-    script = ("import sys, src.resolvers; from hydra import compose, initialize_config_dir\n"
-              "from src.config import study_config\nfrom src.errors import ConfigError\n"
+    script = ("import sys, hpo_tune.resolvers; from hydra import compose, initialize_config_dir\n"
+              "from hpo_tune.config import study_config\nfrom hpo_tune.errors import ConfigError\n"
               f"with initialize_config_dir(config_dir={str(ROOT / 'conf')!r}, version_base='1.3'):\n"
               "    try:\n"
               "        study_config(compose('config', ['experiment=seed002_dogs', 'heartbeat.interval_s=0']))\n"

@@ -10,12 +10,12 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from src import optimize, tune
-from src.compare import compare, comparison_of
-from src.config import options, validate
-from src.errors import StudiesFailedError
-from src.report import index
-from src.strategies.bayes import GaussianProcessBO
+from hpo_tune import optimize, tune
+from hpo_tune.compare import compare, comparison_of
+from hpo_tune.config import options, validate
+from hpo_tune.errors import StudiesFailedError
+from hpo_tune.report import index
+from hpo_tune.strategies.bayes import GaussianProcessBO
 from tests.conftest import ROOT
 from tests.test_seed000 import compose_preset
 
@@ -34,7 +34,7 @@ def test_dvc_sees_a_stage_per_paper_experiment_and_their_plots():
                          env={**os.environ, "DVC_NO_ANALYTICS": "1"})
     assert dry.returncode == 0, dry.stderr
     for preset in PRESETS:
-        assert f"python -m src.compare experiment={preset} scale=smoke fresh=true" in dry.stdout
+        assert f"python -m hpo_tune.compare experiment={preset} scale=smoke fresh=true" in dry.stdout
     plotted = {next(iter(entry)) for entry in pipeline["plots"]}
     assert plotted == set(PRESETS)
     for entry in pipeline["plots"]:

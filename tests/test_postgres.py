@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-import src.server
-from src import optimize
-from src.server import local_postgres
+import hpo_tune.server
+from hpo_tune import optimize
+from hpo_tune.server import local_postgres
 from tests.conftest import children
 
 
@@ -24,6 +24,6 @@ def test_a_study_tracks_through_a_postgres_backed_server(postgres_tracking_serve
 
 def test_missing_postgres_binaries_raise_an_error_that_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(src.server, "DEBIAN_POSTGRES", tmp_path)
+    monkeypatch.setattr(hpo_tune.server, "DEBIAN_POSTGRES", tmp_path)
     with pytest.raises(RuntimeError, match="no PostgreSQL server binaries"), local_postgres(tmp_path):
         pass

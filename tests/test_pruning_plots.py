@@ -9,13 +9,13 @@ import math
 
 import pytest
 
-from src.pruning import Pruner
-from src.pruning.halving import Halving
-from src.pruning.plots import Cut, cuts, epochs_to_best, fate, halving_artifacts, rung_values
-from src.space import SearchSpace
-from src.storage.memory import run_in_memory
-from src.strategies import make_strategy
-from src.trial import Direction, Trial, TrialState
+from hpo_tune.pruning import Pruner
+from hpo_tune.pruning.halving import Halving
+from hpo_tune.pruning.plots import Cut, cuts, epochs_to_best, fate, halving_artifacts, rung_values
+from hpo_tune.space import SearchSpace
+from hpo_tune.storage.memory import run_in_memory
+from hpo_tune.strategies import make_strategy
+from hpo_tune.trial import Direction, Trial, TrialState
 
 SPACE = SearchSpace.from_config({"x": {"type": "float", "low": 0.0, "high": 1.0}})
 ASHA = Halving(1, 9, 3)  # rungs at 1 and 3

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from src import optimize
+from hpo_tune import optimize
 
 NUMERIC = {"lr": {"type": "log_float", "low": 1e-3, "high": 0.5},
            "momentum": {"type": "float", "low": 0.5, "high": 0.99}}

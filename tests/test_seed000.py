@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from src.compare import compare
-from src.data import load_dataset
-from src.data.timeseries import persistence_rmse
+from hpo_tune.compare import compare
+from hpo_tune.data import load_dataset
+from hpo_tune.data.timeseries import persistence_rmse
 from tests.conftest import DATA, ROOT, children, runs
 
 TINY = [  # three of the five hyperparameters, two samples each, one epoch

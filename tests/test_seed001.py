@@ -7,11 +7,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-import src.training.objective as objective_module
-from src.compare import compare
-from src.training.objective import TrainingObjective
-from src.trial import TrialContext
-from src.tune import run
+import hpo_tune.training.objective as objective_module
+from hpo_tune.compare import compare
+from hpo_tune.training.objective import TrainingObjective
+from hpo_tune.trial import TrialContext
+from hpo_tune.tune import run
 from tests.conftest import children, runs
 from tests.test_seed000 import compose_preset
 

@@ -4,11 +4,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from src.config import options, validate
-from src.space import SearchSpace
-from src.strategies import make_strategy
-from src.trial import Direction, Trial, TrialState
-from src.tune import run
+from hpo_tune.config import options, validate
+from hpo_tune.space import SearchSpace
+from hpo_tune.strategies import make_strategy
+from hpo_tune.trial import Direction, Trial, TrialState
+from hpo_tune.tune import run
 from tests.conftest import children
 from tests.test_factorial import PAPER_TABLE2_DATA
 from tests.test_seed000 import compose_preset
@@ -47,7 +47,7 @@ def test_preset_opens_the_bounds_its_narrowed_grid_steps_past():
 
 
 def test_factorial_then_grid_resumes_inside_both_phases(make_config, store, monkeypatch):
-    import src.training.objective as objective_module
+    import hpo_tune.training.objective as objective_module
 
     cfg = make_config("experiment=seed002_dogs", *TINY, base=())
     original = objective_module.fit

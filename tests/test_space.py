@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from src.errors import ConfigError
-from src.space import Choice, Float, Int, LogFloat, SearchSpace
+from hpo_tune.errors import ConfigError
+from hpo_tune.space import Choice, Float, Int, LogFloat, SearchSpace
 
 SPACE = {
     "trainer": {"lr": {"type": "log_float", "low": 1e-3, "high": 0.5},

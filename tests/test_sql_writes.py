@@ -11,10 +11,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from src.tracking import sql_writes
-from src.tracking.sql_writes import SqlWrites
-from src.tracking.store import connect
-from src.tracking.writes import StoreWrites, store_writes
+from hpo_tune.tracking import sql_writes
+from hpo_tune.tracking.sql_writes import SqlWrites
+from hpo_tune.tracking.store import connect
+from hpo_tune.tracking.writes import StoreWrites, store_writes
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

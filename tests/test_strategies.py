@@ -2,10 +2,10 @@ import itertools
 
 import pytest
 
-from src.errors import ConfigError
-from src.space import SearchSpace
-from src.strategies import make_strategy
-from src.trial import Direction, Trial, TrialState
+from hpo_tune.errors import ConfigError
+from hpo_tune.space import SearchSpace
+from hpo_tune.strategies import make_strategy
+from hpo_tune.trial import Direction, Trial, TrialState
 
 SPACE = SearchSpace.from_config({
     "a": {"type": "choice", "values": ["x", "y", "z"]},

@@ -1,7 +1,7 @@
 """One typed configuration: every bad value the README names is one line naming its key (exit 2, nothing tracked),
 through the CLI's path and the Python API's, and the strategy and executor a study runs are the ones checked.
 
-The CLI's path runs in-process (Hydra's compose API, then ``src.tune.run`` under the CLI's error handling), so
+The CLI's path runs in-process (Hydra's compose API, then ``hpo_tune.tune.run`` under the CLI's error handling), so
 each case costs milliseconds; ``tests/test_cli.py`` runs one of them as a real command.
 """
 
@@ -12,14 +12,14 @@ from collections import Counter
 import pytest
 from hydra import compose, initialize_config_dir
 
-import src.config
-import src.study_config
-from src import optimize
-from src.cli import cli_errors
-from src.errors import ConfigError
-from src.strategies.base import Strategy
-from src.study_config import StudyConfig
-from src.tune import run
+import hpo_tune.config
+import hpo_tune.study_config
+from hpo_tune import optimize
+from hpo_tune.cli import cli_errors
+from hpo_tune.errors import ConfigError
+from hpo_tune.strategies.base import Strategy
+from hpo_tune.study_config import StudyConfig
+from hpo_tune.tune import run
 from tests.conftest import ROOT, TINY
 
 pytestmark = pytest.mark.usefixtures("mnist_available")
@@ -141,9 +141,9 @@ def test_the_cli_builds_its_strategy_and_executor_once_with_the_budget(make_conf
 
         monkeypatch.setattr(owner, name, counted)
 
-    count(src.study_config, "make_strategy")
-    count(src.config, "make_executor")
-    count(src.study_config, "make_executor")  # not built a second time from a name
+    count(hpo_tune.study_config, "make_strategy")
+    count(hpo_tune.config, "make_executor")
+    count(hpo_tune.study_config, "make_executor")  # not built a second time from a name
     count(Strategy, "fit_budget")
     result = run(make_config("strategy=grid", "strategy.points=2", "n_trials=2"))
     assert len(result.trials) == 2

@@ -9,13 +9,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 from scipy import stats
 
-from src import optimize
-from src.config import validate
-from src.errors import ConfigError
-from src.space import SearchSpace
-from src.strategies import make_strategy
-from src.strategies.t_sampling import SUITED, Combination, tables
-from src.trial import Direction, Trial, TrialState
+from hpo_tune import optimize
+from hpo_tune.config import validate
+from hpo_tune.errors import ConfigError
+from hpo_tune.space import SearchSpace
+from hpo_tune.strategies import make_strategy
+from hpo_tune.strategies.t_sampling import SUITED, Combination, tables
+from hpo_tune.trial import Direction, Trial, TrialState
 from tests.conftest import ROOT
 from tests.driven import drive, renders_beside_proposals
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from src.data.timeseries import (
+from hpo_tune.data.timeseries import (
     BDI_CSV,
     DJIA_CSV,
     FEATURES,
@@ -16,7 +16,7 @@ from src.data.timeseries import (
     make_windows,
     n_features,
 )
-from src.errors import ConfigError, DataMissingError
+from hpo_tune.errors import ConfigError, DataMissingError
 from tests.conftest import DATA
 
 GOLD, BDI = DATA / "gold", DATA / "bdi"

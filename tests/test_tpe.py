@@ -2,11 +2,11 @@ import math
 
 import pytest
 
-from src.errors import ConfigError
-from src.space import SearchSpace
-from src.strategies import make_strategy
-from src.strategies.tpe import distribution
-from src.trial import Direction, Trial, TrialState
+from hpo_tune.errors import ConfigError
+from hpo_tune.space import SearchSpace
+from hpo_tune.strategies import make_strategy
+from hpo_tune.strategies.tpe import distribution
+from hpo_tune.trial import Direction, Trial, TrialState
 from tests.driven import drive
 
 SPACE = SearchSpace.from_config({
@@ -55,9 +55,9 @@ def test_dimensions_map_to_optuna_distributions():
 
 
 def test_a_pruned_trial_reaches_optuna_with_its_curve_so_tpe_ranks_it_by_how_far_it_got():
-    from src.space import SearchSpace
-    from src.strategies import make_strategy
-    from src.trial import Direction, Trial, TrialState
+    from hpo_tune.space import SearchSpace
+    from hpo_tune.strategies import make_strategy
+    from hpo_tune.trial import Direction, Trial, TrialState
 
     tpe = make_strategy("optuna_tpe", SearchSpace.from_config({"x": {"type": "float", "low": 0.0, "high": 1.0}}), 0,
                         Direction.MAXIMIZE)

@@ -13,11 +13,11 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from src import optimize, server
-from src.space import SearchSpace
-from src.tracking import Tracker, TrialRecorder, default_artifact_location
-from src.tracking.record import REFRESH_MARGIN_MS
-from src.trial import Direction, Proposal, Trial, TrialState, best_trial
+from hpo_tune import optimize, server
+from hpo_tune.space import SearchSpace
+from hpo_tune.tracking import Tracker, TrialRecorder, default_artifact_location
+from hpo_tune.tracking.record import REFRESH_MARGIN_MS
+from hpo_tune.trial import Direction, Proposal, Trial, TrialState, best_trial
 from tests.conftest import children, runs
 
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
@@ -163,7 +163,7 @@ def test_the_project_s_server_takes_one_request_for_a_trial_s_start_and_one_for_
 
 def test_a_server_without_the_trial_routes_gets_mlflow_s_rest_calls(tracking_server, study_name, monkeypatch, sent):
     """As against a hosted MLflow or a plain ``mlflow server``: the trials are MLflow's REST calls."""
-    from src.tracking import writes
+    from hpo_tune.tracking import writes
 
     monkeypatch.setattr(writes, "_trial_routes", lambda uri: None)
 
@@ -222,7 +222,7 @@ def test_epoch_metrics_are_buffered_then_written_on_time_and_at_the_end(store, s
 def test_batches_keep_within_mlflow_s_limits_and_write_everything_once():
     from mlflow.entities import Metric, Param, RunTag
 
-    from src.tracking.common import batches
+    from hpo_tune.tracking.common import batches
 
     metrics = [Metric(f"m{k}", 0.0, 0, 0) for k in range(1500)]
     params, tags = [Param(f"p{k}", "1") for k in range(150)], [RunTag(f"t{k}", "1") for k in range(5)]
@@ -287,7 +287,7 @@ def test_the_study_s_experiment_shows_only_its_parent_and_trials(store, study_na
 
 
 def test_a_study_made_with_its_ledger_as_a_child_still_resumes_on_it(store, study_name, monkeypatch):
-    from src.tracking.study_runs import StudyRuns
+    from hpo_tune.tracking.study_runs import StudyRuns
 
     def child_ledger(self, experiment_id, parent, name):  # how studies were laid out before the companion
         run = self.client.create_run(experiment_id, run_name="claims", tags={

@@ -5,13 +5,13 @@ import pytest
 import torch
 from sklearn.metrics import matthews_corrcoef, recall_score
 
-from src.data.splits import Splits
-from src.errors import NoTrialCompletedError
-from src.models import build_model
-from src.training.loop import fit
-from src.training.metrics import classification_metrics
-from src.trial import Checkpoint
-from src.tune import run
+from hpo_tune.data.splits import Splits
+from hpo_tune.errors import NoTrialCompletedError
+from hpo_tune.models import build_model
+from hpo_tune.training.loop import fit
+from hpo_tune.training.metrics import classification_metrics
+from hpo_tune.trial import Checkpoint
+from hpo_tune.tune import run
 from tests.conftest import children, runs
 
 

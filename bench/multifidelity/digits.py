@@ -9,7 +9,7 @@ the grid's real dimensions and every point they can propose is in the table:
 - ``width``, ``depth``, ``batch_size``, ``weight_decay`` and ``dropout`` (two levels each) are choices.
 
 A trial is one configuration and one of its three training seeds: ``trial_seed % 3``, where
-``trial_seed`` is ``src.trial.trial_seed(study seed, trial number)`` (what the project hands its
+``trial_seed`` is ``hpo_tune.trial.trial_seed(study seed, trial number)`` (what the project hands its
 objectives; the Optuna runs use the same function of their seed and trial number). Its epoch-e value is that
 seed's recorded validation accuracy after epoch e: **maximised**. The truth of a configuration is its mean
 final (epoch-40) accuracy over the three seeds; regret is the table's best such mean minus the incumbent's.
@@ -23,8 +23,8 @@ from functools import cached_property
 import numpy as np
 
 from bench.multifidelity.digits_table import PATH
-from src.space import Choice, LogFloat, Params, SearchSpace
-from src.trial import Direction
+from hpo_tune.space import Choice, LogFloat, Params, SearchSpace
+from hpo_tune.trial import Direction
 
 LOG_DIMENSIONS = ("lr",)  # the others are choices
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.search.functions import H6_A, H6_ALPHA, H6_ARGMIN, H6_MINIMUM, H6_P, SPACES
-from src.space import Params, SearchSpace
-from src.trial import Direction
+from hpo_tune.space import Params, SearchSpace
+from hpo_tune.trial import Direction
 
 EPOCHS = 27
 NOISE_SD = 0.02

@@ -9,8 +9,8 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
 from bench.multifidelity.runner import BASELINES
-from src.plots import png, pyplot
-from src.strategies.factorial.tables import markdown
+from hpo_tune.plots import png, pyplot
+from hpo_tune.strategies.factorial.tables import markdown
 
 CURVE_POINTS = 150  # epoch counts per method in curves.csv and the plot
 PLOT_FLOOR = 1e-4  # regrets below this (exact hits) are drawn at it on the log axis

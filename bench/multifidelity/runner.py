@@ -30,7 +30,7 @@ Searchers:
   it says the study is finished once the cap is spent; its budget of configurations is the cap (every trial
   trains at least one epoch), so the cap, not the budget, ends the study.
 
-A trial's seed is ``src.trial.trial_seed(seed, number)`` for both (what the project hands its objectives
+A trial's seed is ``hpo_tune.trial.trial_seed(seed, number)`` for both (what the project hands its objectives
 as ``trial.seed``): it picks the digits table's training seed and Hartmann's noise, so Optuna's trial n
 and the project's trial n see the same draws.
 """
@@ -47,13 +47,13 @@ from typing import Any, Protocol
 import optuna
 
 from bench.search.runner import options
-from src.pruning import Pruner
-from src.space import Params, SearchSpace
-from src.storage.memory import run_in_memory
-from src.strategies.base import Decision, Strategy
-from src.strategies.tpe import distribution
-from src.study_config import StudyConfig
-from src.trial import Direction, Trial, TrialState, trial_seed
+from hpo_tune.pruning import Pruner
+from hpo_tune.space import Params, SearchSpace
+from hpo_tune.storage.memory import run_in_memory
+from hpo_tune.strategies.base import Decision, Strategy
+from hpo_tune.strategies.tpe import distribution
+from hpo_tune.study_config import StudyConfig
+from hpo_tune.trial import Direction, Trial, TrialState, trial_seed
 
 OPTUNA_PRUNERS: dict[str, Callable[[int], optuna.pruners.BasePruner]] = {
     "none": lambda epochs: optuna.pruners.NopPruner(),

@@ -5,7 +5,7 @@ configuration and training seed) times ``scale``, then reported. A study runs ``
 
 - Optuna: ``TPESampler(seed=0)`` and each pruner of ``runner.OPTUNA_PRUNERS``, ``study.optimize`` with
   ``n_jobs`` 1 and 4 (threads; a sleeping thread leaves the GIL, so 4 threads overlap their sleeps).
-- The project: ``optuna_tpe`` and each pruner of ``runner.PROJECT_PRUNERS``, through ``src.study.optimize``
+- The project: ``optuna_tpe`` and each pruner of ``runner.PROJECT_PRUNERS``, through ``hpo_tune.study.optimize``
   on a temporary SQLite MLflow store with a process pool of 1 and of 4 workers (``ProcessExecutor``, warmed
   before each study: the figures leave out starting the workers, which a study pays once). Every epoch is logged to
   MLflow, and a paused trial's checkpoint is an artifact: that is the project's overhead, on top of the sleeps.
@@ -30,8 +30,8 @@ import pandas as pd
 
 from bench.multifidelity.digits import DigitsTable
 from bench.multifidelity.runner import OPTUNA_PRUNERS, PROJECT_PRUNERS
-from src.space import Choice, Float, Int, LogFloat, Params, SearchSpace
-from src.trial import trial_seed
+from hpo_tune.space import Choice, Float, Int, LogFloat, Params, SearchSpace
+from hpo_tune.trial import trial_seed
 
 SCALE = 1.0  # the table's epochs last 24 ms on average: scaled further down, the replay would time only the tracking
 WORKERS = (1, 4)
@@ -100,7 +100,7 @@ def replay_objective(problem: DigitsTable, scale: float) -> Any:
 
 def time_project(problem: DigitsTable, pruner: str, n_trials: int, executor: Any, store: str, study: str,
                  scale: float) -> dict[str, Any]:
-    from src.study import optimize
+    from hpo_tune.study import optimize
 
     start = time.perf_counter()
     result = optimize(replay_objective(problem, scale), problem.space(), "optuna_tpe", n_trials=n_trials,
@@ -117,7 +117,7 @@ def time_project(problem: DigitsTable, pruner: str, n_trials: int, executor: Any
 def run(problem: DigitsTable, n_trials: int, optuna_pruners: list[str], project_pruners: list[str],
         scale: float = SCALE) -> pd.DataFrame:
     """Time every study; print each as it is measured; one row per (searcher, pruner, workers)."""
-    from src.execution import ProcessExecutor
+    from hpo_tune.execution import ProcessExecutor
 
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -152,7 +152,7 @@ def run(problem: DigitsTable, n_trials: int, optuna_pruners: list[str], project_
 
 def markdown_table(frame: pd.DataFrame) -> str:
     """Markdown: per searcher and pruner, wall and slept seconds with 1 and 4 workers, and the speed-up."""
-    from src.strategies.factorial.tables import markdown
+    from hpo_tune.strategies.factorial.tables import markdown
 
     if frame.empty:
         return "(no study ran)\n"

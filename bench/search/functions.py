@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from bench.search.runner import LEVELS, discretise
-from src.space import Params, SearchSpace
-from src.trial import Direction
+from hpo_tune.space import Params, SearchSpace
+from hpo_tune.trial import Direction
 
 BRANIN_MINIMUM = 10 / (8 * math.pi)
 BRANIN_ARGMINS = ({"x1": -math.pi, "x2": 12.275}, {"x1": math.pi, "x2": 2.275}, {"x1": 3 * math.pi, "x2": 2.475})

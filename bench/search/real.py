@@ -18,11 +18,11 @@ from typing import Any
 
 from hydra import compose, initialize_config_dir
 
-import src.resolvers  # noqa: F401 - registers the resolvers the configs use
-from src.config import validate
-from src.resolvers import PROJECT_ROOT
-from src.space import Params, SearchSpace
-from src.trial import Direction, TrialContext, trial_seed
+import hpo_tune.resolvers  # noqa: F401 - registers the resolvers the configs use
+from hpo_tune.config import validate
+from hpo_tune.resolvers import PROJECT_ROOT
+from hpo_tune.space import Params, SearchSpace
+from hpo_tune.trial import Direction, TrialContext, trial_seed
 
 TASKS = {"lstm_gold": "seed000_gold", "lr_mnist": "seed001_mnist"}
 
@@ -30,7 +30,7 @@ TASKS = {"lstm_gold": "seed000_gold", "lr_mnist": "seed001_mnist"}
 @functools.cache
 def _objective(task: str) -> tuple[Any, SearchSpace, Any]:
     """The composed config, its space and the training objective, built once per process (data loaded once)."""
-    from src.training.objective import TrainingObjective
+    from hpo_tune.training.objective import TrainingObjective
 
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", [f"experiment={TASKS[task]}", "scale=smoke", "progress=false", "threads=1",

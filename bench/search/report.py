@@ -7,8 +7,8 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from bench.search.runner import ERROR, NOT_ACCEPTED
-from src.plots import png, pyplot
-from src.strategies.factorial.tables import markdown
+from hpo_tune.plots import png, pyplot
+from hpo_tune.strategies.factorial.tables import markdown
 
 PLOT_FLOOR = 1e-6  # regrets below this (exact hits, rounding) are drawn at it on the log axis
 

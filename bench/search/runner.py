@@ -34,12 +34,12 @@ from typing import Any, Protocol
 import numpy as np
 import optuna
 
-from src.errors import ConfigError
-from src.space import Choice, Int, LogFloat, Params, SearchSpace
-from src.storage.memory import run_in_memory
-from src.strategies import make_strategy
-from src.strategies.tpe import distribution
-from src.trial import Direction, Trial, TrialState, best_trial
+from hpo_tune.errors import ConfigError
+from hpo_tune.space import Choice, Int, LogFloat, Params, SearchSpace
+from hpo_tune.storage.memory import run_in_memory
+from hpo_tune.strategies import make_strategy
+from hpo_tune.strategies.tpe import distribution
+from hpo_tune.trial import Direction, Trial, TrialState, best_trial
 
 LEVELS = 5  # per numeric dimension of a discretised space, by default
 OPTUNA_SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {

@@ -1,0 +1,66 @@
+"""Strategies by name; each is a pure function of the trial history (see ``base``)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from hpo_tune.errors import ConfigError
+from hpo_tune.space import SearchSpace
+from hpo_tune.strategies.base import Decision, Strategy
+from hpo_tune.strategies.bayes import GammaBO, GaussianProcessBO
+from hpo_tune.strategies.factorial import FactorialGrid
+from hpo_tune.strategies.fidelity import FIDELITIES, RungFitted
+from hpo_tune.strategies.grid import GridSearch
+from hpo_tune.strategies.per_epoch import PerEpoch
+from hpo_tune.strategies.random import RandomSearch
+from hpo_tune.strategies.t_sampling import TSampling
+from hpo_tune.strategies.tpe import OptunaTPE
+from hpo_tune.trial import Direction
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls
+    for cls in (GridSearch, RandomSearch, TSampling, GaussianProcessBO, GammaBO, PerEpoch, FactorialGrid, OptunaTPE)
+}
+RUNG_FITTED = ("random", "gp_bo", "gamma_bo", "optuna_tpe")  # strategies of the history alone: BOHB's rule fits
+BOHB = "bohb"  # optuna_tpe with fidelity: rungs, under its own name (its study names and tags say bohb)
+
+
+def make_strategy(
+    name: str, space: SearchSpace, seed: int, direction: Direction, options: Mapping[str, Any] | None = None,
+    n_trials: int | None = None,
+) -> Strategy:
+    """Build a strategy with its plan fitted to the budget ``n_trials`` (None: unlimited), naming the offending
+    config key when the name, an option or the budget is wrong.
+
+    The budget is applied here, once, so that no strategy runs with a plan made for another budget. The
+    strategy's ``budget_note`` is the one line saying what the budget changed in its plan (None if nothing).
+    ``fidelity: rungs`` (an option of the strategies in ``RUNG_FITTED``) fits it on a halving pruner's rungs
+    (``hpo_tune.strategies.fidelity``); ``final`` (the default) on complete trials.
+    """
+    if name not in STRATEGIES and name != BOHB:
+        raise ConfigError("strategy.name", f"unknown strategy {name!r}; use one of {sorted([*STRATEGIES, BOHB])}")
+    options = dict(options or {})
+    fidelity = options.pop("fidelity", "rungs" if name == BOHB else "final")
+    if fidelity not in FIDELITIES:
+        raise ConfigError("strategy.fidelity", f"must be one of {list(FIDELITIES)}, got {fidelity!r}")
+    if name == BOHB and fidelity != "rungs":
+        raise ConfigError("strategy.fidelity", "bohb fits on rungs: use optuna_tpe for TPE on complete trials")
+    label, name = name, OptunaTPE.name if name == BOHB else name
+    if fidelity == "rungs" and name not in RUNG_FITTED:
+        raise ConfigError("strategy.fidelity", f"rungs: only {list(RUNG_FITTED)} can fit on rungs, not {name!r}")
+    cls = STRATEGIES[name]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "space", "seed", "direction"}
+    for option in options:
+        if option not in accepted:
+            raise ConfigError(f"strategy.{option}", f"not an option of strategy {label!r} (options: "
+                                                    f"{sorted(accepted | {'fidelity'})})")
+    strategy = cls(space, seed, direction, **options)
+    if fidelity == "rungs":
+        strategy = RungFitted(strategy, name=label)
+    strategy.budget_note = None if n_trials is None else strategy.fit_budget(n_trials)
+    return strategy
+
+
+__all__ = ["BOHB", "RUNG_FITTED", "STRATEGIES", "Decision", "Strategy", "make_strategy"]

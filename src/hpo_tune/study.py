@@ -1,0 +1,173 @@
+"""The Python API: ``optimize`` runs a tracked, resumable study of any objective.
+
+It checks its arguments by building a ``StudyConfig``; ``run_study`` (the CLI's entry too) opens
+(or reopens) the study's parent run and hands the loop to ``hpo_tune.driver``. Several processes may
+call it with the same study at once: each trial number still runs once, and a trial whose process
+died runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from hpo_tune.driver import Driver, Liveness
+from hpo_tune.errors import Terminated
+from hpo_tune.execution import Executor, Objective, TrialJob, resolve_device
+from hpo_tune.pruning import Pruner
+from hpo_tune.space import SearchSpace
+from hpo_tune.study_config import DEFAULT_TRACKING_URI, StudyConfig
+from hpo_tune.tracking import StudySpec, Tracker, flatten
+from hpo_tune.tracking.lineage import DataVersion
+from hpo_tune.trial import Trial, best_trial
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """How a study ended: its best trial (None if none completed), parent run id and all trials.
+
+    ``errors`` counts the errors that ended its failed trials (first line of each), commonest first.
+    """
+
+    best: Trial | None
+    parent_run_id: str
+    trials: list[Trial]
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def optimize(
+    objective: Objective,
+    space: SearchSpace | Mapping[str, Any],
+    strategy: str = "random",
+    n_trials: int | None = None,
+    *,
+    direction: str = "minimize",
+    metric: str | None = None,
+    seed: int = 0,
+    study: str | None = None,
+    tracking_uri: str = DEFAULT_TRACKING_URI,
+    experiment: str = "hpo",
+    strategy_options: Mapping[str, Any] | None = None,
+    executor: str | Executor = "inline",
+    device: str = "cpu",
+    config: Mapping[str, Any] | None = None,
+    config_text: str = "",
+    tags: Mapping[str, str] | None = None,
+    progress: bool = True,
+    poll_interval_s: float = 2.0,
+    fresh: bool = False,
+    pruner: Pruner | Mapping[str, Any] | None = None,
+    max_retries: int = 2,
+    retry_failed: bool = False,
+    heartbeat_interval_s: float = 10.0,
+    stale_after_s: float = 60.0,
+    data: DataVersion | None = None,
+    log_models: str = "best",
+    system_metrics: bool = False,
+) -> StudyResult:
+    """Tune ``objective`` over ``space`` and track every trial in MLflow.
+
+    ``objective(params)`` or ``objective(params, trial)`` returns a number, or a mapping holding
+    ``metric``; ``trial`` (a ``TrialContext``) carries the trial's seed and device and a
+    ``report(epoch, metrics)`` callback that logs learning curves. An objective may have a
+    ``setup()`` method: it runs before the trial's time limit starts (load data there). Running the
+    same call again resumes the study of that name: finished trials are kept, interrupted ones run
+    again with their parameters, and a larger ``n_trials`` adds only the missing trials; any number
+    of processes may run it at once and each trial still runs once. ``config`` is whatever else
+    defines the study (dataset, model, ...): it is recorded, and a resume with a different one is
+    refused. ``fresh=True`` deletes an existing study of that name first (a pipeline re-running a
+    stage); ``retry_failed=True`` runs its failed trials again. ``executor`` runs trials inline or
+    in parallel (``hpo_tune.execution``); a trial whose worker dies runs again at most ``max_retries``
+    times (a stopped or killed driver does not count). A running trial's heartbeat is refreshed
+    every ``heartbeat_interval_s``; other processes take a trial on another host whose heartbeat
+    is older than ``stale_after_s`` as dead. ``pruner`` (``hpo_tune.pruning``) stops running trials whose
+    ``metric`` curve is clearly worse than their finished siblings'. SIGTERM stops the study as
+    Ctrl-C does (raising ``Terminated``).
+
+    Every run records the code that made it (git commit, dirty or not); ``data`` (a
+    ``hpo_tune.tracking.lineage.DataVersion``) is logged as every trial's dataset inputs. A model the
+    objective offers (``trial.keep_model(model, input_example)``) is logged as an MLflow model when
+    ``log_models`` says so (``best``: when the trial beats every one before it; ``all``; ``none``),
+    and the study's best one is registered under the study's name with the alias ``best``.
+    ``system_metrics`` logs MLflow's CPU, memory and GPU metrics on each trial's run.
+    """
+    arguments = dict(locals())  # exactly the parameters: StudyConfig's fields, and the objective and data
+    del arguments["objective"], arguments["data"]
+    arguments["space"] = space if isinstance(space, SearchSpace) else SearchSpace.from_config(space)
+    return run_study(objective, StudyConfig(**arguments), data)
+
+
+def run_study(objective: Objective, config: StudyConfig, data: DataVersion | None = None) -> StudyResult:
+    """Run the study ``config`` describes (checked, its strategy and executor built) on ``objective``.
+
+    ``data`` is the objective's dataset version (see ``optimize``): it is passed beside the objective
+    because it is known only once the objective has loaded its data, while the config is checked first.
+    """
+    chosen, goal, budget = config.search, config.goal, config.budget
+    if chosen.budget_note:
+        _log.warning(f"strategy {config.strategy!r}, n_trials={config.n_trials}: {chosen.budget_note}")
+    most = chosen.max_trials()
+    if config.n_trials is not None and most is not None and most < config.n_trials:  # one line; it runs `most`
+        _log.warning(f"strategy {config.strategy!r} finishes after {most} trials, fewer than n_trials="
+                     f"{config.n_trials}: its own options say so (the BOs: n_initial + n_iterations; a grid: its "
+                     "points)")
+    liveness = Liveness(config.heartbeat_interval_s, config.stale_after_s, config.poll_interval_s)
+    device = resolve_device(config.device)
+    name = config.study or f"{config.strategy}-{getattr(objective, '__name__', type(objective).__name__)}"
+    identity = {"seed": config.seed, "direction": goal.value, "metric": config.metric or "",
+                "strategy": {"name": config.strategy, **(config.strategy_options or {})},
+                "space": config.space.describe(), **(config.config or {})}
+    spec = StudySpec(name, config.experiment, goal, config.metric or "objective", flatten(identity),
+                     {"strategy": config.strategy, **(config.tags or {})}, config.config_text)
+
+    record = Tracker(config.tracking_uri).open_study(spec, config.space, fresh=config.fresh)
+    record.stale_after_s = config.stale_after_s
+    if data is not None:
+        record.use_data(data)
+    if config.retry_failed:
+        record.retry_failed()
+    make_job = partial(TrialJob, objective=objective, sink=record.sink, seed=config.seed, device=device,
+                       metric=config.metric, space=config.space, direction=goal, pruner=config.stopper,
+                       log_models=config.log_models, system_metrics=config.system_metrics, reader=record)
+    driver = Driver(record, chosen, config.runner, budget, make_job, device, name, config.progress,
+                    config.max_retries, liveness, pruner=config.stopper, seed=config.seed,
+                    metric=config.metric or "objective")
+    status = "FAILED"
+    try:
+        with _sigterm_interrupts():
+            trials = driver.run()
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        driver.stop()
+        record.end(status)
+    return StudyResult(best_trial(trials, goal), record.run_id, trials, dict(record.errors().most_common()))
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread, so it stops a study as Ctrl-C
+    does: the running trial is marked interrupted and the parent KILLED. A second SIGTERM kills at once."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated("the study's process received SIGTERM")
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -1,2 +1,0 @@
-"""Where a study's trials are kept, behind one interface (``base.TrialStore``): MLflow's store lives in
-``src.tracking``, its in-memory twin in ``memory``, and what both index of a study in ``index``."""
