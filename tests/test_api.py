@@ -11,7 +11,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from hpo_tune import optimize
+from hpo_tune import current_trial, optimize
 from hpo_tune.errors import ConfigError, StudyConflictError
 from hpo_tune.strategies import STRATEGIES
 from hpo_tune.strategies.random import RandomSearch
@@ -40,6 +40,20 @@ def test_plain_function_is_tuned_and_tracked(store, study_name):
     assert parent.data.metrics["best_objective"] == result.best.value
     assert parent.data.tags["best_run_id"] == result.best.run_id
     assert parent.data.tags["best.k"] == str(result.best.params["k"])
+
+
+def test_code_inside_a_trial_finds_it_without_being_handed_it(store, study_name):
+    seen = []
+
+    def helper_deep_inside(x):
+        trial = current_trial()
+        seen.append((trial.number, trial.run_id))
+        return x * x
+
+    result = optimize(lambda params: helper_deep_inside(params["x"]), SPACE, n_trials=3, study=study_name,
+                      tracking_uri=store, progress=False)
+    assert seen == [(t.number, t.run_id) for t in result.trials]
+    assert current_trial() is None  # outside a study
 
 
 def test_reported_epochs_become_metric_histories(store, study_name):
@@ -122,7 +136,7 @@ def test_grid_without_budget_runs_the_whole_grid(store, study_name):
 SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from hpo_tune import optimize
+    from hpo_tune import current_trial, optimize
 
     marker = Path(sys.argv[3])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +116,7 @@ class TrialContext:
     train from ``checkpoint.epoch + 1``. ``log_artifacts({path: text or bytes})``
     attaches files to the trial's run; ``keep_model(model, input_example)`` offers the trained torch
     model (logged as an MLflow model if the study keeps this trial's model: ``log_models``);
-    ``tags`` are what the strategy attached to the proposal.
+    ``tags`` are what the strategy attached to the proposal; ``run_id`` is the trial's MLflow run.
     """
 
     number: int
@@ -126,3 +127,13 @@ class TrialContext:
     tags: Mapping[str, str] = field(default_factory=dict)
     keep_model: Callable[[Any, Any], None] = lambda model, input_example: None
     restore: Callable[[], Checkpoint | None] = lambda: None
+    run_id: str = ""
+
+
+CURRENT_TRIAL: ContextVar[TrialContext | None] = ContextVar("hpo_tune_trial", default=None)  # set by run_trial
+
+
+def current_trial() -> TrialContext | None:
+    """The trial the calling code runs in (None outside a study), for code that is not handed one: a Hydra task
+    tuned by ``hydra/sweeper=hpo``, or a helper deep inside an objective."""
+    return CURRENT_TRIAL.get()

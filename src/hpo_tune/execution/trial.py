@@ -29,6 +29,7 @@ from hpo_tune.trial import (
     TrialPaused,
     TrialPruned,
     TrialState,
+    CURRENT_TRIAL,
     best_trial,
     trial_seed,
 )
@@ -163,8 +164,10 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
     kept: list[tuple[Any, Any]] = []
     context = TrialContext(job.number, trial_seed(job.seed, job.number), job.device, report,
                            recorder.log_artifacts, dict(job.proposal.tags),
-                           keep_model=lambda model, example: kept.append((model, example)), restore=restore)
+                           keep_model=lambda model, example: kept.append((model, example)), restore=restore,
+                           run_id=recorder.run_id)
     start = time.perf_counter()
+    entered = CURRENT_TRIAL.set(context)
     try:
         takes_context = len(inspect.signature(job.objective).parameters) > 1
         if callable(getattr(job.objective, "setup", None)):
@@ -191,6 +194,8 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
     except Exception as error:  # noqa: BLE001 - any failure of user code becomes a failed trial
         recorder.fail(error, time.perf_counter() - start)
         return _ended(job, TrialState.FAILED, None, recorder, rungs)
+    finally:
+        CURRENT_TRIAL.reset(entered)
     recorder.complete(value, time.perf_counter() - start, model)
     return _ended(job, TrialState.COMPLETE, value, recorder, rungs)
 
