@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.chaos import census, finish, kill, start
 from hpo_tune.tracking import store
-from tests.conftest import children, runs
+from tests.conftest import SLOW_SHARED_STORES, children, runs
 
 ALL_DONE = {"lost": 0, "duplicated": 0, "running": 0, "parents": 1, "failed": 0}
 
@@ -42,6 +42,7 @@ def test_three_processes_started_at_once_run_each_trial_once(shared_store, study
     assert parent.data.metrics["n_complete"] == 24
 
 
+@SLOW_SHARED_STORES
 def test_a_survivor_finishes_what_its_killed_sibling_was_running(shared_store, study_name):
     # trials long enough that the kill, sent as soon as the victim is seen mid-trial, lands inside one
     victim, survivor = (start(shared_store, study_name, 12, "--sleep", "1.5") for _ in range(2))

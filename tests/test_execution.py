@@ -18,7 +18,7 @@ from hpo_tune import optimize
 from hpo_tune.execution import InlineExecutor, ProcessExecutor
 from hpo_tune.pruning import Pruner
 from hpo_tune.trial import Direction, TrialState
-from tests.conftest import IMPORT_PATH, ROOT, children
+from tests.conftest import IMPORT_PATH, ROOT, SLOW_SHARED_STORES, children
 
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
 
@@ -241,6 +241,7 @@ DRIVER = textwrap.dedent("""
 """)
 
 
+@SLOW_SHARED_STORES
 def test_two_concurrent_studies_with_workers_lose_no_runs(shared_store, study_name):
     uri = shared_store
     env = {**os.environ, "PYTHONPATH": IMPORT_PATH}
