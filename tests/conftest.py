@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -66,6 +67,11 @@ def children(uri: str, parent_run_id: str) -> list:
     kids = runs(uri, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
     assert all("trial" in run.data.tags for run in kids), "a child of the parent is not a trial"
     return kids
+
+
+def interruptible() -> None:
+    """Ctrl-C as at a terminal: a test run started in the background inherits SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, TINY, children, cli, runs
+from tests.conftest import ROOT, TINY, children, cli, interruptible, runs
 
 pytestmark = pytest.mark.usefixtures("mnist_available")
 
@@ -71,11 +71,6 @@ def test_cfg_job_prints_the_composed_config():
     assert done.returncode == 0
     for line in ("name: grid", "n_trials:", "device: auto", "uri: sqlite:///", "subset:", "epochs:"):
         assert line in done.stdout
-
-
-def interruptible() -> None:
-    """Ctrl-C as at a terminal: a test run started in the background inherits SIGINT ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start_and_stop_mid_trial(uri: str, args: list[str], sig: signal.Signals) -> subprocess.Popen:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, children, runs
+from tests.conftest import ROOT, children, interruptible, runs
 
 EXAMPLE = ROOT / "examples" / "hydra_app"
 SPACE = ["hydra.sweeper.params.lr=tag(log, interval(1e-4, 1e-1))", "hydra.sweeper.params.layers=int(interval(1, 4))",
@@ -47,6 +47,22 @@ if __name__ == "__main__":
     main()
 '''
 CONFIG = "act: relu\nwidth: 8\nepochs: 1\nsleep: 0.0\n"
+SWEEPER_IN_YAML = """
+defaults:
+  - override hydra/sweeper: hpo
+  - _self_
+hydra:
+  sweeper:
+    n_trials: 8
+    metric: loss
+    progress: false
+    pruner:
+      name: median
+      min_trials: 2
+    params:
+      act: choice(relu, tanh, sigmoid)
+      width: 8,16
+"""
 SCORE = '''def score(act, width):
     return {"relu": 1.0, "tanh": 2.0, "sigmoid": 3.0}[act] + abs(width - 16) / 16
 '''
@@ -64,7 +80,7 @@ def sweep(app: Path, store: str, *overrides: str, script: str = "train.py", wait
                "hydra.sweeper.progress=false", *overrides]
     if not wait:
         return subprocess.Popen(command, cwd=app, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+                                text=True, preexec_fn=interruptible)
     return subprocess.run(command, cwd=app, env=environment(), capture_output=True, text=True, timeout=timeout)
 
 
@@ -73,6 +89,11 @@ def study_runs(store: str, study: str) -> tuple:
     parents = runs(store, f"tags.study = '{study}'")
     assert len(parents) == 1, f"{len(parents)} parents for {study}"
     return parents[0], children(store, parents[0].info.run_id)
+
+
+def trial_running(store: str, study: str) -> bool:
+    parents = runs(store, f"tags.study = '{study}'")
+    return bool(parents) and any(r.info.status == "RUNNING" for r in children(store, parents[0].info.run_id))
 
 
 @pytest.fixture
@@ -144,9 +165,10 @@ def test_two_processes_on_one_study_run_each_trial_number_once(tiny_app, store, 
 
 
 def test_a_median_pruner_stops_curves_the_task_reports_to_current_trial(tiny_app, store, study_name):
-    done = sweep(tiny_app, store, "hydra.sweeper.n_trials=8", f"hydra.sweeper.study={study_name}",
-                 "hydra.sweeper.metric=loss", "hydra.sweeper.pruner.name=median", "hydra.sweeper.pruner.min_trials=2",
-                 "hydra.sweeper.params.act=choice(relu, tanh, sigmoid)", "hydra.sweeper.params.width=8,16", "epochs=3")
+    (tiny_app / "conf" / "config.yaml").write_text(CONFIG + SWEEPER_IN_YAML)  # the sweeper set in the app's config
+    done = subprocess.run([sys.executable, "train.py", "--multirun", f"hydra.sweeper.tracking_uri={store}",
+                           f"hydra.sweeper.study={study_name}", "epochs=3"], cwd=tiny_app, env=environment(),
+                          capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     _, trials = study_runs(store, study_name)
     pruned = [t for t in trials if "pruned" in t.data.tags]
@@ -173,9 +195,9 @@ def test_ctrl_c_marks_the_running_trial_interrupted_and_a_re_run_finishes_the_st
             "hydra.sweeper.params.act=choice(relu, tanh)", "sleep=1.5")
     process = sweep(tiny_app, store, *args, wait=False)
     deadline = time.time() + 120
-    while time.time() < deadline and not [r for r in runs(store, f"tags.study = '{study_name}'")]:
-        time.sleep(0.2)
-    time.sleep(0.5)  # inside trial 0's epoch
+    while time.time() < deadline and not trial_running(store, study_name):
+        time.sleep(0.1)
+    time.sleep(0.3)  # inside trial 0's epoch
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130
     assert "interrupted: re-run the same command" in process.stderr.read()
