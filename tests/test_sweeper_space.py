@@ -50,11 +50,12 @@ def test_a_bad_entry_names_its_key(params, key, words):
     ("hydra.sweeper.params.act=chice(relu, 'a b')", "++hydra.sweeper.params.act='chice(relu, \\'a b\\')'"),
     ("+hydra.sweeper.params.w=1,2", "++hydra.sweeper.params.w='1,2'"),
     ("hydra.sweeper.params.lr='interval(0, 1)'", "++hydra.sweeper.params.lr='interval(0, 1)'"),
+    ("hydra.sweeper.strategy_options.n_initial=5", "++hydra.sweeper.strategy_options.n_initial=5"),
     ("hydra.sweeper.n_trials=8", "hydra.sweeper.n_trials=8"),
     ("lr=interval(0, 1)", "lr=interval(0, 1)"),
 ])
 def test_the_command_line_hands_params_to_the_sweeper_as_text(line, as_text):
     assert _as_text(line) == as_text
-    if as_text.startswith("++"):  # Hydra reads it back as the text the sweeper parses
+    if as_text.startswith("++hydra.sweeper.params"):  # Hydra reads it back as the text the sweeper parses
         (parsed,) = OverridesParser.create().parse_overrides([as_text])
         assert not parsed.is_sweep_override() and isinstance(parsed.value(), str)

@@ -6,7 +6,6 @@ import mlflow
 import numpy as np
 import torch
 from omegaconf import DictConfig
-
 from src.model import digits, evaluate, mlp, one_epoch
 
 

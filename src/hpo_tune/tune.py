@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig
 
-from hpo_tune.resolvers import PROJECT_ROOT  # importing it registers the resolvers the configs use
 from hpo_tune.cli import cli_errors
 from hpo_tune.errors import NoTrialCompletedError
+from hpo_tune.resolvers import PROJECT_ROOT  # importing it registers the resolvers the configs use
 
 if TYPE_CHECKING:
     from hpo_tune.study import StudyResult

@@ -21,6 +21,7 @@ from hpo_tune.execution.limits import time_limit
 from hpo_tune.pruning import Pruner
 from hpo_tune.space import SearchSpace
 from hpo_tune.trial import (
+    CURRENT_TRIAL,
     Checkpoint,
     Direction,
     Proposal,
@@ -29,7 +30,6 @@ from hpo_tune.trial import (
     TrialPaused,
     TrialPruned,
     TrialState,
-    CURRENT_TRIAL,
     best_trial,
     trial_seed,
 )

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from hydra.errors import ConfigCompositionException
@@ -23,8 +23,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from hpo_tune.cli import cli_errors, hydra_message
 from hpo_tune.errors import ConfigError
 
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+if TYPE_CHECKING:
+    from hpo_tune.study_config import StudyConfig
+    from hpo_tune.sweeper.task import HydraTask
+
 _log = logging.getLogger(__name__)
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 SWEEPER_KEYS = {"strategy.name": "strategy"}  # the engine's key -> hydra.sweeper's, where they differ
 EXECUTOR_HINT = "hydra.sweeper.executor.name=process hydra.sweeper.executor.n_workers=4"
 
@@ -48,7 +52,7 @@ def run_sweep(settings: Mapping[str, Any], hydra_context: HydraContext, task_fun
 
 
 def _study(settings: Mapping[str, Any], hydra_context: HydraContext, task_function: TaskFunction,
-           config: DictConfig, arguments: Sequence[str]) -> tuple[Any, Any]:
+           config: DictConfig, arguments: Sequence[str]) -> tuple[StudyConfig, HydraTask]:
     from hpo_tune.execution import make_executor
     from hpo_tune.study_config import StudyConfig
     from hpo_tune.sweeper.space import sweep_space
@@ -107,5 +111,7 @@ def _sweeper_keys() -> Iterator[None]:
     try:
         yield
     except ConfigError as error:
-        key = SWEEPER_KEYS.get(error.key) or error.key.replace("strategy.", "strategy_options.", 1)
+        key = SWEEPER_KEYS.get(error.key, error.key)
+        if key.startswith("strategy."):  # an option of the strategy
+            key = "strategy_options." + key.removeprefix("strategy.")
         raise ConfigError(f"hydra.sweeper.{key}", str(error).partition(": ")[2]) from None

@@ -7,8 +7,8 @@ Hydra imports every module of ``hydra_plugins`` at start-up in every app, so thi
 Hydra refuses a sweep as the value of a ``hydra.*`` key on the command line ("Sweeping over Hydra's
 configuration is not supported"), so ``'hydra.sweeper.params.lr=interval(0, 1)'`` would not reach any sweeper.
 This module has Hydra read a value under ``hydra.sweeper.params`` as the text it is, quoted, and add the key
-(Hydra's config is a struct), exactly as if it were written in the app's YAML; every other override parses as
-before.
+(Hydra's config is a struct), exactly as if it were written in the app's YAML; a key under
+``hydra.sweeper.strategy_options`` is added the same way; every other override parses as before.
 """
 
 
@@ -23,6 +23,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 PARAMS = "hydra.sweeper.params."
+OPEN_MAPPINGS = (PARAMS, "hydra.sweeper.strategy_options.")  # keys the user adds, not the sweeper's config
 
 
 @dataclass
@@ -109,11 +110,12 @@ def _params_as_text(parse_overrides: Any) -> Any:
 def _as_text(line: str) -> str:
     """``hydra.sweeper.params.<key>=<value>`` as ``++hydra.sweeper.params.<key>='<value>'``: the value is the
     sweeper's to parse (a mistake in it is then one line naming the key), and the key is added whether or not the
-    app's config has it (Hydra's config is a struct)."""
+    config has it (Hydra's config is a struct). ``hydra.sweeper.strategy_options.<key>`` is added the same way,
+    its value parsed as usual."""
     key, equals, value = line.partition("=")
-    if not equals or not key.lstrip("+").startswith(PARAMS):
+    if not equals or not key.lstrip("+").startswith(OPEN_MAPPINGS):
         return line
-    if not (len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""):
+    if key.lstrip("+").startswith(PARAMS) and not (len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""):
         value = "'{}'".format(value.replace("\\", "\\\\").replace("'", "\\'"))
     return f"++{key.lstrip('+')}={value}"
 
