@@ -6,7 +6,8 @@ bench itself runs. ``ui`` (screenshots of the MLflow UI in headless Chromium, ab
 named: it needs Debian's ``chromium``. So does ``search`` (search quality on functions with known minima: every
 searcher x 10 seeds x budgets 25/50/100, about an hour on 2 free cores; ``--quick`` about a minute) and
 ``multifidelity`` (pruners on learning curves, issue 22: regret against epochs spent, wall time with 1 and 4 workers;
-see ``bench/multifidelity``).
+see ``bench/multifidelity``) and ``scale`` (N processes on one study beside Optuna's RDB storage, issue 24; see
+``bench/scale.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bench import (
     overhead,
     parallel_trials,
     proposal_time,
+    scale,
     search,
     tracking_overhead,
     training_throughput,
@@ -29,7 +31,8 @@ from bench.search.functions import FUNCTIONS
 from bench.search.runner import SEARCHERS
 from hpo_tune.strategies import STRATEGIES
 
-SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos", "ui", "search", "multifidelity")
+SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos", "ui", "search", "multifidelity",
+            "scale")
 DEFAULT_SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos")  # the others only when named
 
 
@@ -86,6 +89,8 @@ def main() -> None:
                    args.searchers or list(SEARCHERS), args.seeds or (2 if args.quick else 10),
                    args.budgets or ([25] if args.quick else list(search.BUDGETS)), args.jobs, args.real,
                    args.out or (search.QUICK_OUT if args.quick else search.OUT), args.levels)
+    if "scale" in args.sections:
+        scale.run([4] if args.quick else list(scale.WORKERS), list(scale.STORES), per_worker=2 if args.quick else 6)
     if "multifidelity" in args.sections:  # --seeds, --jobs and --out as for search
         quick, mf = args.quick, multifidelity
         multifidelity.run(args.problems or list(mf.PROBLEMS),

@@ -238,3 +238,9 @@ def test_a_budget_the_strategy_cannot_use_is_refused_before_tracking(tmp_path):
     with pytest.raises(ConfigError, match="n_trials.*8"):
         optimize(quadratic, space, "factorial_grid", n_trials=6, tracking_uri=f"sqlite:///{tmp_path / 'never.db'}")
     assert not (tmp_path / "never.db").exists()
+
+
+def test_every_registered_strategy_is_found_under_its_name():
+    from hpo_tune.strategies import strategy_class
+
+    assert {name: strategy_class(name).name for name in STRATEGIES} == {name: name for name in STRATEGIES}

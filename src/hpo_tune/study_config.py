@@ -20,7 +20,6 @@ from hpo_tune.pruning import Pruner
 from hpo_tune.space import SearchSpace
 from hpo_tune.strategies import Strategy, make_strategy
 from hpo_tune.strategies.fidelity import BAYES, RungFitted
-from hpo_tune.strategies.per_epoch import PerEpoch
 from hpo_tune.trial import Direction
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -93,7 +92,7 @@ class StudyConfig:
         stopper = self._pruner()
         if stopper.active and self.metric is None:
             raise ConfigError("metric", "a pruner watches the objective's metric: name it (metric=...)")
-        if self.strategy == PerEpoch.name and stopper.halving is not None:
+        if self.strategy == "per_epoch" and stopper.halving is not None:
             raise ConfigError("pruner", f"{stopper.name}: per_epoch trains one epoch per trial, so there are no rungs "
                                         "to cut at")
         options = dict(self.strategy_options or {})

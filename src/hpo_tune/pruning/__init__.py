@@ -34,8 +34,6 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from scipy import stats
-
 from hpo_tune.errors import ConfigError
 from hpo_tune.pruning.halving import MODES, Halving
 from hpo_tune.trial import Direction
@@ -116,6 +114,8 @@ class Pruner:
             return f"{value:.4g} is worse than the siblings' median {direction.loss(median):.4g}"
         n, best = len(theirs), min(theirs)
         spread = statistics.stdev(theirs) * math.sqrt(1 + 1 / n)
+        from scipy import stats  # here: most studies never run a t-test, and scipy.stats costs a start-up
+
         chance = float(stats.t.cdf(best, df=n - 1, loc=mine, scale=spread)) if spread > 0 else float(mine <= best)
         return (f"P({value:.4g} beats the best sibling {direction.loss(best):.4g}) = {chance:.3g} < {self.alpha}"
                 if chance < self.alpha else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -9,19 +10,17 @@ from typing import Any
 from hpo_tune.errors import ConfigError
 from hpo_tune.space import SearchSpace
 from hpo_tune.strategies.base import Decision, Strategy
-from hpo_tune.strategies.bayes import GammaBO, GaussianProcessBO
-from hpo_tune.strategies.factorial import FactorialGrid
 from hpo_tune.strategies.fidelity import FIDELITIES, RungFitted
-from hpo_tune.strategies.grid import GridSearch
-from hpo_tune.strategies.per_epoch import PerEpoch
-from hpo_tune.strategies.random import RandomSearch
-from hpo_tune.strategies.t_sampling import TSampling
-from hpo_tune.strategies.tpe import OptunaTPE
 from hpo_tune.trial import Direction
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls
-    for cls in (GridSearch, RandomSearch, TSampling, GaussianProcessBO, GammaBO, PerEpoch, FactorialGrid, OptunaTPE)
+# name -> its class, or where it is ("module:Class"), imported when a study uses it: a worker of a random study
+# does not pay for scikit-learn, statsmodels, pandas and Optuna (about a second of start-up on this machine)
+STRATEGIES: dict[str, str | type[Strategy]] = {
+    name: f"hpo_tune.strategies.{where}" for name, where in {
+        "grid": "grid:GridSearch", "random": "random:RandomSearch", "t_sampling": "t_sampling:TSampling",
+        "gp_bo": "bayes:GaussianProcessBO", "gamma_bo": "bayes:GammaBO", "per_epoch": "per_epoch:PerEpoch",
+        "factorial_grid": "factorial:FactorialGrid", "optuna_tpe": "tpe:OptunaTPE",
+    }.items()
 }
 RUNG_FITTED = ("random", "gp_bo", "gamma_bo", "optuna_tpe")  # strategies of the history alone: BOHB's rule fits
 BOHB = "bohb"  # optuna_tpe with fidelity: rungs, under its own name (its study names and tags say bohb)
@@ -47,10 +46,10 @@ def make_strategy(
         raise ConfigError("strategy.fidelity", f"must be one of {list(FIDELITIES)}, got {fidelity!r}")
     if name == BOHB and fidelity != "rungs":
         raise ConfigError("strategy.fidelity", "bohb fits on rungs: use optuna_tpe for TPE on complete trials")
-    label, name = name, OptunaTPE.name if name == BOHB else name
+    label, name = name, "optuna_tpe" if name == BOHB else name
     if fidelity == "rungs" and name not in RUNG_FITTED:
         raise ConfigError("strategy.fidelity", f"rungs: only {list(RUNG_FITTED)} can fit on rungs, not {name!r}")
-    cls = STRATEGIES[name]
+    cls = strategy_class(name)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "space", "seed", "direction"}
     for option in options:
         if option not in accepted:
@@ -63,4 +62,13 @@ def make_strategy(
     return strategy
 
 
-__all__ = ["BOHB", "RUNG_FITTED", "STRATEGIES", "Decision", "Strategy", "make_strategy"]
+def strategy_class(name: str) -> type[Strategy]:
+    """The class of the strategy ``name`` (a key of ``STRATEGIES``), imported on first use."""
+    entry = STRATEGIES[name]
+    if isinstance(entry, type):
+        return entry
+    module, _, cls = entry.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+__all__ = ["BOHB", "RUNG_FITTED", "STRATEGIES", "Decision", "Strategy", "make_strategy", "strategy_class"]
