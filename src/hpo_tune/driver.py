@@ -12,6 +12,7 @@ them holds is left to it, and a trial whose owner died is settled (``TrialStore.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +26,10 @@ from hpo_tune.storage.base import TrialStore
 from hpo_tune.strategies import Strategy
 from hpo_tune.trial import Proposal, Trial
 
-SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts
+SUMMARY_INTERVAL_S = 2.0  # how often a running study refreshes its parent's best value and counts (all its processes)
 READ_INTERVAL_S = 1.0  # how often it reads back other processes' trials while its own keep it busy,
 MAX_READ_INTERVAL_S = 16.0  # and, doubling each time a read finds nothing new, at least this often
+CLAIM_ROUNDS = 3  # claims tried at once on other free numbers after one is lost, before waiting
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Driver:
         self.finished = False  # the strategy said so: only dead attempts' retries remain to run
         self.explainer = Explainer(strategy if explain else None, pruner, seed, metric)
         self._standings: tuple[list[Trial] | None, Trial | None, int] = (None, None, 0)  # see _standing
+        self._rng = random.Random()  # which free numbers to claim beside rivals (_spread): not the trials' content
 
     def run(self) -> list[Trial]:
         record = self.record
@@ -94,7 +97,8 @@ class Driver:
                 else:
                     history = record.trials()
                 record.promote(self._standing(history)[0], self.name)
-                if time.monotonic() - summarised >= SUMMARY_INTERVAL_S:
+                rivals = record.running_elsewhere(self._own())  # the study's processes share the refreshes
+                if time.monotonic() - summarised >= SUMMARY_INTERVAL_S * (1 + rivals):
                     record.write_summary(history)
                     summarised = time.monotonic()
                 record.log_artifacts(self.explainer.poll(history, record.ended()))
@@ -159,16 +163,25 @@ class Driver:
 
     def _fill(self) -> int:
         """Resume promoted trials, then propose for the free slots, claim and submit; returns how many trials
-        were resumed or proposed."""
-        resumed = self._promote(self.runner.free_slots())
-        slots = self.runner.free_slots()
+        were resumed or proposed. A claim lost to another process is followed at once by a claim on another
+        free number (up to ``CLAIM_ROUNDS`` times), not by a wait and a read."""
+        proposed = self._promote(self.runner.free_slots())
+        for _ in range(CLAIM_ROUNDS):
+            slots = self.runner.free_slots()
+            tried = self._claim_slots(slots) if slots > 0 else 0
+            proposed += tried
+            if tried == 0 or self.runner.free_slots() == 0:
+                break
+        return proposed
+
+    def _claim_slots(self, slots: int) -> int:
+        """Propose for up to ``slots`` free numbers, claim each and submit those won; how many were tried."""
         waiting = self.record.retries()
-        free = self._free(slots + len(waiting)) if slots > 0 else []
-        if not free:
-            return resumed
+        rivals = self.record.running_elsewhere(self._own())
+        free = self._free(slots + len(waiting) + rivals)
         retries = {k: waiting[k] for k in free if k in waiting}
         batch = list(retries.items())[:slots]
-        fresh = [k for k in free if k not in retries][: slots - len(batch)]
+        fresh = self._spread([k for k in free if k not in retries], slots - len(batch), rivals)
         if fresh and not self.finished:
             decision = self.strategy.propose(self.record.trials(), fresh)
             self.finished = decision.finished
@@ -180,7 +193,15 @@ class Driver:
             self.heartbeat.add(run_id)
             self.runner.submit(self.make_job(number=number, proposal=proposal, run_id=run_id))
             self.inflight[number] = run_id
-        return resumed + len(batch)
+        return len(batch)
+
+    def _spread(self, free: list[int], count: int, rivals: int) -> list[int]:
+        """Which ``count`` of the ``free`` numbers (lowest first) to claim: the lowest, unless ``rivals`` trials run
+        in other processes; then ``count`` picked at random among the lowest ``count + rivals``. With N processes
+        all taking the lowest number, all but one lose each claim, and each loss costs requests to the store."""
+        if rivals == 0 or len(free) <= count:
+            return free[:count]
+        return sorted(self._rng.sample(free[: count + rivals], count))
 
     def _settle(self, outcome: Outcome) -> None:
         for trial in outcome.finished:

@@ -120,8 +120,8 @@ class TrialStore(StudyReader, Protocol):
     def ended(self) -> int:
         """How many live trials have ended (a counter that moves when one ends)."""
 
-    def running_elsewhere(self, own: Collection[str]) -> bool:
-        """Whether a live trial runs that is not one of ``own`` (this driver's run ids)."""
+    def running_elsewhere(self, own: Collection[str]) -> int:
+        """How many live trials run that are not one of ``own`` (this driver's run ids)."""
 
     def errors(self) -> Counter[str]: ...
 

@@ -86,9 +86,9 @@ class TrialIndex:
         """How many live trials have ended: it changes when one ends, not when the same trials are read again."""
         return len(self._ended)
 
-    def running_elsewhere(self, own: Collection[str]) -> bool:
-        """Whether a live trial runs that is not one of ``own`` (run ids)."""
-        return any(run_id not in own for run_id in self._running)
+    def running_elsewhere(self, own: Collection[str]) -> int:
+        """How many live trials run that are not one of ``own`` (run ids)."""
+        return sum(run_id not in own for run_id in self._running)
 
     def retries(self) -> dict[int, Proposal]:
         """Numbers no live attempt holds whose dead attempt left a proposal: what each should run again.
@@ -179,7 +179,7 @@ class IndexedViews:
     def ended(self) -> int:
         return self.index.ended()
 
-    def running_elsewhere(self, own: Collection[str]) -> bool:
+    def running_elsewhere(self, own: Collection[str]) -> int:
         return self.index.running_elsewhere(own)
 
     def errors(self) -> Counter[str]:

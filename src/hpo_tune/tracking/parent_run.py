@@ -22,6 +22,7 @@ class ParentRun:
         self.client, self.uri, self.run_id, self.direction = client, uri, run_id, direction
         self._uploaded: dict[str, str] = {}
         self._promoted: str | None = None  # the run whose model the alias points at, as far as this object knows
+        self._summary: tuple[list, list] = ([], [])  # the summary's metrics (no timestamps) and tags written last
 
     def use_data(self, data: DataVersion) -> None:
         self.client.log_inputs(self.run_id, datasets=data.inputs())
@@ -43,7 +44,10 @@ class ParentRun:
             metrics.append(Metric("best_objective", best.value, now, step))
             tags = [RunTag("best_run_id", best.run_id), RunTag("best_trial", str(best.number)),
                     *(RunTag(f"best.{k}", str(v)) for k, v in best.params.items())]
-        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+        written = ([(m.key, m.value, m.step) for m in metrics], [(tag.key, tag.value) for tag in tags])
+        if written != self._summary:  # what this process wrote last: the same again is a write for nothing
+            self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+            self._summary = written
 
     def log_artifacts(self, files: Mapping[str, str | bytes]) -> None:
         """Upload files that are new or changed since this object last uploaded them."""
