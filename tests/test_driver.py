@@ -144,3 +144,18 @@ def test_a_lost_trial_runs_again_until_its_retries_are_spent():
     assert [a for a, _ in attempts] == [0, 1, 2]
     assert attempts[-1][1].startswith("gave up after 3 attempts")
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAILED, TrialState.COMPLETE]
+
+
+def test_a_process_alone_claims_the_lowest_free_numbers_and_beside_rivals_spreads_its_claims():
+    import random
+    from types import SimpleNamespace
+
+    from hpo_tune.driver import Driver
+
+    free = list(range(10, 40))
+    alone = SimpleNamespace(_rng=random.Random(0))
+    assert Driver._spread(alone, free, 3, rivals=0) == [10, 11, 12]  # one process: in order, as before
+    picks = [Driver._spread(SimpleNamespace(_rng=random.Random(seed)), free, 1, rivals=15) for seed in range(16)]
+    assert all(p[0] in free[:16] for p in picks)  # among the lowest slots + rivals
+    assert len({p[0] for p in picks}) >= 6  # sixteen rivals mostly claim different numbers, not all number 10
+    assert Driver._spread(alone, [5, 6], 3, rivals=4) == [5, 6]  # fewer free than slots: all of them
