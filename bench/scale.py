@@ -12,7 +12,10 @@ running trials too, on its RDB storage over the same kind of database). Printed 
 - ``first``: seconds from launch to the first trial's start (process start-up, imports, opening the study);
 - ``twice``: trial numbers finished more than once (the project), or trials past the budget (Optuna);
 - ``queries``: SQL statements per trial the workers sent (local stores; through a server, "-": the
-  server's own statements are not counted).
+  server's own statements are not counted);
+- ``cpu/worker`` and ``cpu/trial``: the workers' CPU seconds (user + system, start-up included; a server's
+  own are not counted) per worker and per trial: on a machine with fewer cores than workers, what bounds
+  the rate.
 
 Stores: ``sqlite`` (a local file), ``server-sqlite`` and ``server-postgres`` (the project's server, as
 ``bench.chaos`` starts them), ``optuna-sqlite`` and ``optuna-postgres``. PostgreSQL needs Debian's binaries; a
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -51,6 +55,7 @@ class Row:
     twice: int
     queries: int | None
     sleep: float
+    cpu_s: float  # the workers' CPU seconds (user + system), start-up included
 
     def line(self) -> str:
         rate = self.trials / self.seconds
@@ -58,11 +63,12 @@ class Row:
         queries = "-" if self.queries is None else f"{self.queries / max(self.trials, 1):.1f}"
         efficiency = rate * self.sleep / self.workers
         return (f"  {self.store:<16} {self.workers:>4} {self.trials:>6} {rate:>9.2f} {efficiency:>10.2f}"
-                f" {steady:>9.2f} {self.first_s:>7.1f} {self.twice:>6} {queries:>8}")
+                f" {steady:>9.2f} {self.first_s:>7.1f} {self.twice:>6} {queries:>8}"
+                f" {self.cpu_s / self.workers:>10.2f} {self.cpu_s / max(self.trials, 1):>10.3f}")
 
 
 HEADER = (f"  {'store':<16} {'N':>4} {'trials':>6} {'trials/s':>9} {'efficiency':>10} {'steady/s':>9} {'first':>7}"
-          f" {'twice':>6} {'queries':>8}")
+          f" {'twice':>6} {'queries':>8} {'cpu/worker':>10} {'cpu/trial':>10}")
 
 
 def count_queries() -> None:
@@ -153,19 +159,26 @@ def measure(store: str, uri: str, workers: int, per_worker: int, sleep: float, f
         from mlflow.tracking import MlflowClient
 
         MlflowClient(uri).search_experiments()  # the store's schema, before the workers race
+    cpu_before = children_cpu()
     started = time.time()
     processes = [launch(kind, uri, study, n_trials, sleep, queries, profile, i) for i in range(workers)]
     for process in processes:
         _, err = process.communicate(timeout=max(600, 20 * n_trials * sleep / workers))
         if process.returncode != 0:
-            raise RuntimeError(f"a {store} worker exited {process.returncode}: {err.strip()[-400:]}")
+            raise RuntimeError(f"a {store} worker exited {process.returncode}: {err.strip()[-1500:]}")
+    cpu = children_cpu() - cpu_before
     times, twice = optuna_times(uri, study, n_trials) if kind == "optuna" else project_times(uri, study)
     first = min(start for start, _ in times)
     last = max(end for _, end in times)
     counted = [int(line) for line in queries.read_text().split()] if queries.exists() else []
     local = store in ("sqlite", "optuna-sqlite", "optuna-postgres")
     return Row(store, workers, len(times), last - started, first - started, last - first, twice,
-               sum(counted) if local and counted else None, sleep)
+               sum(counted) if local and counted else None, sleep, cpu)
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @contextmanager

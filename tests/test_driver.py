@@ -3,6 +3,8 @@
 import threading
 import time
 
+import pytest
+
 from hpo_tune.execution import InlineExecutor, Outcome
 from hpo_tune.explainer import ARTIFACT_INTERVAL_S, Explainer
 from hpo_tune.space import SearchSpace
@@ -144,6 +146,47 @@ def test_a_lost_trial_runs_again_until_its_retries_are_spent():
     assert [a for a, _ in attempts] == [0, 1, 2]
     assert attempts[-1][1].startswith("gave up after 3 attempts")
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAILED, TrialState.COMPLETE]
+
+
+class WorkerDeath(BaseException):
+    """The worker vanishing mid-trial: nothing of the trial runs after it, not even its recorder's ending."""
+
+
+class DiesMidTrial(InlineExecutor):
+    """Reports a trial whose objective raised ``WorkerDeath`` as lost, as an executor whose worker died does."""
+
+    def wait(self) -> Outcome:
+        number = self._queued[0].number
+        try:
+            return super().wait()
+        except WorkerDeath:
+            return Outcome(lost=[number])
+
+
+def test_a_lost_trial_goes_on_from_the_last_state_it_saved_and_ends_as_if_it_never_died():
+    study, starts = MemoryStudy(), []
+
+    def total(params, trial):  # five epochs adding x; trial 1's worker dies at epoch 4 the first time
+        saved = trial.restore()
+        first, value = (1, 0.0) if saved is None else (saved.epoch + 1, saved.state)
+        starts.append((trial.number, first))
+        for epoch in range(first, 6):
+            value += params["x"]
+            if trial.number == 1 and epoch == 4 and len(starts) == 2:
+                raise WorkerDeath
+            trial.report(epoch, {"loss": value}, checkpoint=lambda value=value: value)
+        return value
+
+    trials = run_in_memory(random_strategy(), total, 3, study=study, executor=DiesMidTrial(), metric="loss",
+                           checkpoint_every=2)
+    assert starts == [(0, 1), (1, 1), (1, 3), (2, 1)]  # saved at epoch 2, died at 4: goes on at 3
+    again = trials[1]
+    assert again.value == pytest.approx(5 * again.params["x"]) and sorted(again.curve) == [1, 2, 3, 4, 5]
+    assert sorted(study.runs["1.0"].checkpoints) == [2] and study.runs["1.0"].superseded
+
+    starts.clear()
+    run_in_memory(random_strategy(), total, 3, executor=DiesMidTrial(), metric="loss")  # saves nothing
+    assert starts == [(0, 1), (1, 1), (1, 1), (2, 1)]  # so it starts again at epoch 1
 
 
 def test_a_process_alone_claims_the_lowest_free_numbers_and_beside_rivals_spreads_its_claims():

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -60,6 +61,38 @@ def dies_once(params, trial):
         marker.touch()
         os.kill(os.getpid(), signal.SIGKILL)
     return params["x"]
+
+
+def checkpointed(params, trial):
+    """Five epochs adding x to a total, which ``report`` may checkpoint; each start is logged as ``number first-epoch
+    node`` in the markers' ``starts``. The first time, trial 1 stops at epoch 4: it kills its worker (SIGKILL), or
+    under Ray waits there (for the test to remove its node), having said on which node (``doomed``)."""
+    markers = Path(os.environ["HPO_TEST_MARKERS"])
+    node = ray_node()
+    saved = trial.restore()
+    first, total = (1, 0.0) if saved is None else (saved.epoch + 1, saved.state)
+    with (markers / "starts").open("a") as starts:
+        starts.write(f"{trial.number} {first} {node}\n")
+    for epoch in range(first, 6):
+        total += params["x"]
+        if trial.number == 1 and epoch == 4 and not (markers / "doomed").exists():
+            (markers / "doomed").write_text(node)
+            if node == "local":
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(120)
+        trial.report(epoch, {"loss": total}, checkpoint=lambda total=total: total)
+    return total
+
+
+def ray_node() -> str:
+    """The Ray node this process runs on ("local" outside Ray)."""
+    ray = sys.modules.get("ray")
+    return ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else "local"
+
+
+def starts(markers: Path) -> list[tuple[int, int, str]]:
+    lines = (markers / "starts").read_text().splitlines()
+    return [(int(n), int(first), node) for n, first, node in map(str.split, lines)]
 
 
 def always_dies(params, trial):
@@ -150,6 +183,19 @@ def test_a_worker_killed_mid_trial_is_retried(store, study_name, tmp_path, monke
                                        if r.info.status == "FINISHED" and r.data.tags["trial"] == "2").data.params
 
 
+def test_a_trial_whose_worker_is_killed_goes_on_from_its_last_checkpoint(store, study_name, tmp_path, monkeypatch):
+    monkeypatch.setenv("HPO_TEST_MARKERS", str(tmp_path))
+    result = optimize(checkpointed, SPACE, n_trials=3, study=study_name, tracking_uri=store, progress=False,
+                      executor=ProcessExecutor(n_workers=1), metric="loss", checkpoint_every=2)
+    assert sorted(starts(tmp_path))[1:3] == [(1, 1, "local"), (1, 3, "local")]  # saved at 2, killed at 4
+    again = result.trials[1]
+    assert again.state is TrialState.COMPLETE and again.value == pytest.approx(5 * again.params["x"])
+    runs = {r.data.tags["attempt"]: r for r in children(store, result.parent_run_id) if r.data.tags["trial"] == "1"}
+    assert runs["0"].data.tags["checkpoint"] == "2" and runs["0"].data.tags["interrupted"] == "true"
+    steps = [m.step for m in MlflowClient(store).get_metric_history(runs["1"].info.run_id, "loss")]
+    assert steps == [3, 4, 5] and sorted(again.curve) == [1, 2, 3, 4, 5]  # its curve is whole on the last run
+
+
 def test_a_trial_that_keeps_killing_its_worker_fails_after_max_retries(store, study_name):
     result = optimize(always_dies, SPACE, n_trials=3, study=study_name, tracking_uri=store, progress=False,
                       executor=ProcessExecutor(n_workers=1), max_retries=1)
@@ -228,6 +274,49 @@ def test_a_local_ray_cluster_runs_a_study(store, study_name):
     complete = [t for t in halving.trials if t.state is TrialState.COMPLETE]  # promoted from checkpoints in tasks
     assert complete and all(sorted(t.curve) == list(range(1, 10)) and 1 in t.rungs for t in complete)
     assert all(t.paused for t in halving.trials if t.state is TrialState.PRUNED)
+
+
+def test_a_ray_node_lost_mid_trial_reruns_the_trial_once_elsewhere_from_its_checkpoint(tracking_server, study_name,
+                                                                                      tmp_path):
+    """A head and two one-CPU worker nodes on this machine (Ray's ``cluster_utils``, as Ray's own tests do), the
+    study through the project's server: trial 1's node is removed while it runs (after its checkpoint at epoch 2)."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    from hpo_tune.execution import RayExecutor
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # the head runs no trials
+    nodes = {node.node_id: node for node in (cluster.add_node(num_cpus=1) for _ in range(2))}
+    path = os.pathsep.join([IMPORT_PATH, str(Path(__file__).parent)])
+    ray.init(address=cluster.address, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path, "HPO_TEST_MARKERS": str(tmp_path)}})
+    removed: list[str] = []
+
+    def remove_the_doomed_node() -> None:
+        doomed = tmp_path / "doomed"
+        deadline = time.monotonic() + 120
+        while not doomed.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if doomed.exists():
+            removed.append(doomed.read_text())
+            cluster.remove_node(nodes[removed[0]], allow_graceful=False)
+
+    remover = threading.Thread(target=remove_the_doomed_node)
+    try:
+        cluster.wait_for_nodes()
+        remover.start()
+        result = optimize(checkpointed, SPACE, n_trials=4, study=study_name, tracking_uri=tracking_server,
+                          progress=False, executor=RayExecutor(n_workers=2), metric="loss", checkpoint_every=2)
+    finally:
+        remover.join()
+        ray.shutdown()
+        cluster.shutdown()
+    assert removed, "trial 1 never reached epoch 4 on a node"
+    runs_of_one = [(first, node) for number, first, node in starts(tmp_path) if number == 1]
+    assert runs_of_one == [(1, removed[0]), (3, runs_of_one[1][1])] and runs_of_one[1][1] != removed[0]
+    assert finished_numbers(tracking_server, result.parent_run_id) == [0, 1, 2, 3]  # each number exactly once
+    assert all(t.state is TrialState.COMPLETE for t in result.trials) and len(result.trials) == 4
+    assert result.trials[1].value == pytest.approx(5 * result.trials[1].params["x"])
 
 
 DRIVER = textwrap.dedent("""

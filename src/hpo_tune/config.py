@@ -23,7 +23,7 @@ NOT_STUDY_KEYS = {"dataset": ("download",)}  # settings that do not change resul
 HYDRA_KEYS = {"strategy": "strategy.name", "n_trials": "n_trials", "direction": "objective.direction",
               "metric": "objective.metric", "seed": "seed", "study": "study", "tracking_uri": "tracking.uri",
               "experiment": "tracking.experiment", "device": "device", "progress": "progress", "fresh": "fresh",
-              "max_retries": "max_retries", "retry_failed": "retry_failed",
+              "max_retries": "max_retries", "retry_failed": "retry_failed", "checkpoint_every": "checkpoint_every",
               "heartbeat_interval_s": "heartbeat.interval_s", "stale_after_s": "heartbeat.stale_after_s",
               "log_models": "tracking.log_models", "system_metrics": "tracking.system_metrics"}
 # Parameters of the code that reads a group which its caller fills itself, not from the group's keys:

@@ -5,7 +5,8 @@ the strategy for parameters for the trial numbers still free (or re-run a dead a
 claim each number in the store, hand the claimed trials to the executor, settle what it reports, and
 repeat until every number below the budget is finished or the strategy says it is done. Under a
 promote-mode pruner (``hpo_tune.pruning.halving``) a free worker first resumes a paused trial that has become
-one of the best of its rung, and the study goes on until no paused trial qualifies. Other
+one of the best of its rung, and the study goes on until no paused trial qualifies. A dead attempt's re-run
+goes on from the last state it saved (``checkpoint_every``), if any. Other
 processes may feed the same study: their claims and trials show up in the history, a number one of
 them holds is left to it, and a trial whose owner died is settled (``TrialStore.reap``) and run again.
 """
@@ -187,11 +188,12 @@ class Driver:
             self.finished = decision.finished
             batch += list(zip(fresh, decision.proposals))
         for number, proposal in batch:
+            resume = self.record.resume_point(number) if number in retries else None
             run_id = self.record.start_trial(number, proposal, self.device)
             if run_id is None:
                 continue  # another process holds this number
             self.heartbeat.add(run_id)
-            self.runner.submit(self.make_job(number=number, proposal=proposal, run_id=run_id))
+            self.runner.submit(self.make_job(number=number, proposal=proposal, run_id=run_id, resume=resume))
             self.inflight[number] = run_id
         return len(batch)
 

@@ -66,6 +66,7 @@ def optimize(
     fresh: bool = False,
     pruner: Pruner | Mapping[str, Any] | None = None,
     max_retries: int = 2,
+    checkpoint_every: int = 0,
     retry_failed: bool = False,
     heartbeat_interval_s: float = 10.0,
     stale_after_s: float = 60.0,
@@ -86,7 +87,9 @@ def optimize(
     refused. ``fresh=True`` deletes an existing study of that name first (a pipeline re-running a
     stage); ``retry_failed=True`` runs its failed trials again. ``executor`` runs trials inline or
     in parallel (``hpo_tune.execution``); a trial whose worker dies runs again at most ``max_retries``
-    times (a stopped or killed driver does not count). A running trial's heartbeat is refreshed
+    times (a stopped or killed driver does not count); with ``checkpoint_every=k`` the state an objective offers to
+    ``report`` (``checkpoint=``) is saved every k epochs, and such a re-run (or a resumed, interrupted trial) goes
+    on from the last one rather than from epoch 0. A running trial's heartbeat is refreshed
     every ``heartbeat_interval_s``; other processes take a trial on another host whose heartbeat
     is older than ``stale_after_s`` as dead. ``pruner`` (``hpo_tune.pruning``) stops running trials whose
     ``metric`` curve is clearly worse than their finished siblings'. SIGTERM stops the study as
@@ -136,7 +139,8 @@ def run_study(objective: Objective, config: StudyConfig, data: DataVersion | Non
         record.retry_failed()
     make_job = partial(TrialJob, objective=objective, sink=record.sink, seed=config.seed, device=device,
                        metric=config.metric, space=config.space, direction=goal, pruner=config.stopper,
-                       log_models=config.log_models, system_metrics=config.system_metrics, reader=record)
+                       log_models=config.log_models, system_metrics=config.system_metrics, reader=record,
+                       checkpoint_every=config.checkpoint_every)
     driver = Driver(record, chosen, config.runner, budget, make_job, device, name, config.progress,
                     config.max_retries, liveness, pruner=config.stopper, seed=config.seed,
                     metric=config.metric or "objective")

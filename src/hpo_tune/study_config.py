@@ -54,6 +54,7 @@ class StudyConfig:
     fresh: bool = False
     pruner: Pruner | Mapping[str, Any] | None = None
     max_retries: int = 2
+    checkpoint_every: int = 0
     retry_failed: bool = False
     heartbeat_interval_s: float = 10.0
     stale_after_s: float = 60.0
@@ -80,6 +81,7 @@ class StudyConfig:
         if self.log_models not in LOG_MODELS:
             raise ConfigError("log_models", f"must be one of {', '.join(LOG_MODELS)}, got {self.log_models!r}")
         integer("max_retries", self.max_retries, minimum=0)
+        integer("checkpoint_every", self.checkpoint_every, minimum=0)
         if not isinstance(self.retry_failed, bool):
             raise ConfigError("retry_failed", f"must be true or false, got {self.retry_failed!r}")
         for key in ("heartbeat_interval_s", "stale_after_s", "poll_interval_s"):

@@ -91,6 +91,21 @@ class Checkpoint:
     state: Any
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where a trial goes on from: past epoch ``epoch``, from the state saved there, if any.
+
+    A promoted trial (paused at rung ``epoch``) reopens its own run (``run_id`` None); a trial whose worker died
+    runs again in a new run from the last state its dead attempt saved (``checkpoint_every``), kept in that
+    attempt's run ``run_id``.
+    """
+
+    epoch: int
+    curve: Mapping[int, float]  # what it reported up to ``epoch``, so its run keeps one whole curve
+    rungs: Mapping[int, float]
+    run_id: str | None = None
+
+
 class TrialTimeout(Exception):
     """Raised inside a trial that ran past its time limit, by whichever executor runs it."""
 
@@ -111,11 +126,12 @@ class TrialContext:
 
     ``report(epoch, metrics, checkpoint=None)`` logs a learning-curve point, and raises ``TrialPruned`` (or
     ``TrialPaused``) when the study's pruner stops the trial there; ``checkpoint`` is a callable returning
-    the state to resume from (a dict of state_dicts, say), called only when a promote-mode pruner pauses
-    the trial. ``restore()`` gives a promoted trial that ``Checkpoint`` back (None for a fresh start):
-    train from ``checkpoint.epoch + 1``. ``log_artifacts({path: text or bytes})``
-    attaches files to the trial's run; ``keep_model(model, input_example)`` offers the trained torch
-    model (logged as an MLflow model if the study keeps this trial's model: ``log_models``);
+    the state to resume from (a dict of state_dicts, say), called when a promote-mode pruner pauses
+    the trial and every ``checkpoint_every`` epochs. ``restore()`` gives a promoted trial, or one run again
+    after its worker died, that ``Checkpoint`` back (None for a fresh start): train from ``checkpoint.epoch + 1``.
+    ``log_artifacts({path: text or bytes})`` attaches files to the trial's run; ``keep_model(model,
+    input_example)`` offers the trained torch model (logged as an MLflow model if the study keeps this trial's
+    model: ``log_models``);
     ``tags`` are what the strategy attached to the proposal; ``run_id`` is the trial's MLflow run.
     """
 

@@ -25,6 +25,7 @@ from hpo_tune.trial import (
     Checkpoint,
     Direction,
     Proposal,
+    Resume,
     Trial,
     TrialContext,
     TrialPaused,
@@ -41,15 +42,6 @@ Objective = Callable[..., float | Mapping[str, float]]
 LOG_MODELS = ("best", "all", "none")
 log = logging.getLogger(__name__)
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-@dataclass(frozen=True)
-class Resume:
-    """A paused trial promoted past rung ``epoch``: it goes on from the state it saved there, if any."""
-
-    epoch: int
-    curve: Mapping[int, float]  # what it reported up to the rung, so its run keeps one whole curve
-    rungs: Mapping[int, float]
 
 
 @dataclass(frozen=True)
@@ -70,7 +62,8 @@ class TrialJob:
     timeout: float | None = None  # seconds; set by the executor from its ``trial_timeout``
     log_models: str = "best"  # which trials' models are logged: best (better than any before it), all, none
     system_metrics: bool = False  # MLflow's CPU, memory and GPU metrics on the trial's run
-    resume: Resume | None = None  # a promoted trial's rung and what it did before it
+    resume: Resume | None = None  # a promoted or re-run trial's epoch and what it did before it
+    checkpoint_every: int = 0  # save the objective's state every this many epochs (0: only when paused)
     reader: StudyReader | None = field(default=None, compare=False, repr=False)  # the driver's store, inline
 
     def __getstate__(self) -> dict[str, Any]:
@@ -123,7 +116,8 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
 
     A pruner's verdict (raised from ``report``) makes it PRUNED, or PRUNED and paused at a rung (keeping
     the state the objective's ``checkpoint`` gives) in promote mode; a promoted trial (``job.resume``)
-    gets that state back from ``restore()`` and reports only epochs past its rung. KeyboardInterrupt marks it
+    gets that state back from ``restore()`` and reports only epochs past its rung; so does a trial run again after
+    its worker died, from the last state it saved (every ``checkpoint_every`` epochs). KeyboardInterrupt marks it
     interrupted (to be run again on resume) and propagates. ``on_start`` is called when the trial
     proper starts (after the objective's ``setup``), which is when its time limit starts counting.
     The study is read back (pruning, keeping the best model) through ``job.reader`` when the trial runs
@@ -139,7 +133,7 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
     halving = job.pruner.halving
     rung_epochs = set(halving.rungs_of(job.number, job.seed)) if halving is not None else set()
 
-    def report(epoch: int, metrics: Mapping[str, float], checkpoint: Callable[[], Any] | None = None) -> None:
+    def judge(epoch: int, metrics: Mapping[str, float], checkpoint: Callable[[], Any] | None) -> None:
         if epoch <= resumed:  # an objective that did not restore its state repeats epochs already on record
             return
         recorder.report(epoch, metrics)
@@ -155,10 +149,15 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
         if reason is not None:
             raise TrialPruned(f"epoch {epoch}: {reason}")
 
+    def report(epoch: int, metrics: Mapping[str, float], checkpoint: Callable[[], Any] | None = None) -> None:
+        judge(epoch, metrics, checkpoint)
+        if checkpoint is not None and job.checkpoint_every and epoch > resumed and epoch % job.checkpoint_every == 0:
+            recorder.checkpoint(epoch, checkpoint())
+
     def restore() -> Checkpoint | None:
         if job.resume is None:
             return None
-        state = recorder.restore(job.resume.epoch)
+        state = recorder.restore(job.resume.epoch, job.resume.run_id)
         return None if state is None else Checkpoint(job.resume.epoch, state)
 
     kept: list[tuple[Any, Any]] = []

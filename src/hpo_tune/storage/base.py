@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from hpo_tune.space import SearchSpace
-from hpo_tune.trial import Direction, Proposal, Trial
+from hpo_tune.trial import Direction, Proposal, Resume, Trial
 
 
 class StudyReader(Protocol):
@@ -57,8 +57,13 @@ class Recorder(Protocol):
     def rung(self, epoch: int, value: float) -> None:
         """Record the trial's value at rung ``epoch``, on record for every reader before this returns."""
 
-    def restore(self, epoch: int) -> Any:
-        """The state the trial saved when it paused at ``epoch`` (``pause``), or None if it saved none."""
+    def checkpoint(self, epoch: int, state: Any) -> None:
+        """Keep ``state`` as the trial's state after ``epoch`` (and its curve so far), for a re-run of the trial
+        if its worker dies: on record for every reader before this returns."""
+
+    def restore(self, epoch: int, run_id: str | None = None) -> Any:
+        """The state saved at ``epoch`` (``pause``, ``checkpoint``) by this trial's run, or by the earlier run
+        ``run_id``; None if it saved none."""
 
     def log_model(self, model: Any, input_example: Any) -> str:
         """Keep the trained model; returns a URI that ``TrialStore.promote`` can register."""
@@ -116,6 +121,10 @@ class TrialStore(StudyReader, Protocol):
         """Numbers no live attempt holds whose dead attempt left a proposal: what each should run again."""
 
     def best(self) -> Trial | None: ...
+
+    def resume_point(self, number: int) -> Resume | None:
+        """Where a re-run of ``number`` (one of ``retries``) goes on from: the latest state a dead attempt saved
+        (``Recorder.checkpoint``), or None to start again."""
 
     def ended(self) -> int:
         """How many live trials have ended (a counter that moves when one ends)."""

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 
-from hpo_tune.trial import Direction, Proposal, Trial, TrialState, best_trial
+from hpo_tune.trial import Direction, Proposal, Resume, Trial, TrialState, best_trial
 
 STATUSES = {"RUNNING": TrialState.RUNNING, "FINISHED": TrialState.COMPLETE, "FAILED": TrialState.FAILED,
             "KILLED": TrialState.PRUNED}  # a run's status (MLflow's names) -> its trial's state
@@ -35,6 +35,7 @@ class Attempt:
     proposal: Proposal | None = field(default=None, compare=False)
     error: str | None = None
     model: str | None = None  # the URI of its logged model, if it kept one
+    checkpoint: int | None = None  # the last epoch it saved a state at (``Recorder.checkpoint``), if any
 
     @property
     def live(self) -> bool:
@@ -94,6 +95,18 @@ class TrialIndex:
         """Numbers no live attempt holds whose dead attempt left a proposal: what each should run again.
         Callers must not modify it."""
         return self._retries
+
+    def resume_point(self, number: int) -> Resume | None:
+        """The latest state a dead attempt at ``number`` saved (attempts that resumed one and died before saving
+        another leave the earlier one as the latest)."""
+        saved = [a for a in self.attempts.get(number, {}).values()
+                 if a.claimed and not a.live and a.checkpoint is not None and a.trial is not None]
+        if not saved:
+            return None
+        last = max(saved, key=lambda a: (a.checkpoint, a.attempt))
+        epoch, trial = last.checkpoint, last.trial
+        return Resume(epoch, {k: v for k, v in trial.curve.items() if k <= epoch},
+                      {k: v for k, v in trial.rungs.items() if k <= epoch}, last.run_id)
 
     def errors(self) -> Counter[str]:
         """How often each error ended a live failed trial (first line, shortened)."""
@@ -175,6 +188,9 @@ class IndexedViews:
 
     def best(self) -> Trial | None:
         return self.index.best()
+
+    def resume_point(self, number: int) -> Resume | None:
+        return self.index.resume_point(number)
 
     def ended(self) -> int:
         return self.index.ended()

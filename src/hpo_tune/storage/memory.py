@@ -41,7 +41,7 @@ class MemoryRun:
     curve: dict[int, float] = field(default_factory=dict)
     rungs: dict[int, float] = field(default_factory=dict)
     paused: bool = False
-    checkpoints: dict[int, Any] = field(default_factory=dict)  # epoch -> the state it paused with
+    checkpoints: dict[int, Any] = field(default_factory=dict)  # epoch -> the state it paused or checkpointed with
     error: str | None = None
     superseded: bool = False
     worker_died: bool = False
@@ -89,9 +89,16 @@ class MemoryRecorder:
         with self.study.lock:
             self.study.runs[self.run_id].rungs[epoch] = float(value)
 
-    def restore(self, epoch: int) -> Any:
+    def checkpoint(self, epoch: int, state: Any) -> None:
         with self.study.lock:
-            return copy.deepcopy(self.study.runs[self.run_id].checkpoints.get(epoch))
+            run = self.study.runs[self.run_id]
+            if run.status == "RUNNING":  # settled meanwhile (taken for dead): its re-run may have started already
+                run.checkpoints[epoch], run.curve = copy.deepcopy(state), dict(self.curve)
+                self.study.changed(run)
+
+    def restore(self, epoch: int, run_id: str | None = None) -> Any:
+        with self.study.lock:
+            return copy.deepcopy(self.study.runs[run_id or self.run_id].checkpoints.get(epoch))
 
     def pause(self, epoch: int, state: Any, duration_s: float) -> None:
         with self.study.lock:
@@ -200,7 +207,8 @@ class InMemoryStore(IndexedViews):
                       dict(proposal.tags), dict(run.curve), dict(run.rungs), run.paused)
         holder = self.study.claims.get((run.number, run.attempt))
         attempt = Attempt(run.run_id, run.number, run.attempt, run.status, claimed=holder == run.run_id,
-                          superseded=run.superseded, trial=trial, proposal=proposal, error=run.error, model=run.model)
+                          superseded=run.superseded, trial=trial, proposal=proposal, error=run.error, model=run.model,
+                          checkpoint=max(run.checkpoints, default=None))
         self.index.put(attempt)
         return attempt
 
@@ -323,7 +331,7 @@ class InMemoryStore(IndexedViews):
 
 def run_in_memory(strategy: Any, objective: Callable[..., Any], budget: int, *, study: MemoryStudy | None = None,
                   executor: Any = None, seed: int = 0, metric: str | None = None, max_retries: int = 2,
-                  pruner: Pruner | None = None) -> list[Trial]:
+                  pruner: Pruner | None = None, checkpoint_every: int = 0) -> list[Trial]:
     """A study of ``objective(params)`` or ``objective(params, trial)`` driven by the real ``Driver`` on an
     in-memory store, with no tracking: the strategy tests and the search bench. Returns its live trials."""
     from hpo_tune.driver import Driver, Liveness
@@ -334,7 +342,7 @@ def run_in_memory(strategy: Any, objective: Callable[..., Any], budget: int, *, 
     pruner = pruner or Pruner()
     make_job = partial(TrialJob, objective=objective, sink=store.sink, seed=seed, device="cpu", metric=metric,
                        space=strategy.space, direction=strategy.direction, log_models="none", reader=store,
-                       pruner=pruner)
+                       pruner=pruner, checkpoint_every=checkpoint_every)
     driver = Driver(store, strategy, executor or InlineExecutor(), budget, make_job, "cpu", "memory", progress=False,
                     max_retries=max_retries, liveness=Liveness(poll_interval_s=0.01), explain=False, pruner=pruner,
                     seed=seed)

@@ -45,7 +45,8 @@ RUNG_PREFIX = "rung."  # rung.<epoch>: the trial's value at a multi-fidelity pru
 PROMOTED_PREFIX = "promoted."  # promoted.<epoch>: host:pid of the driver that resumed it past that rung
 STATE = "state"  # "PAUSED" while a promote-mode pruner keeps the trial at a rung (run status KILLED)
 PAUSED = "PAUSED"
-CHECKPOINTS = "checkpoints"  # artifact folder of a paused trial's states: epoch_<epoch>.pt (torch.save)
+CHECKPOINTS = "checkpoints"  # artifact folder of a trial's saved states: epoch_<epoch>.pt (torch.save)
+CHECKPOINT = "checkpoint"  # the last epoch the trial saved a state at (checkpoint_every), once the file is there
 ROLE = "hpo.role"  # "claims" on the study's claim ledger (a run in the companion experiment; a child, in old studies)
 IDENTITY = "identity"  # on the parent: a digest of the study-defining config, set when the run is created
 

@@ -29,6 +29,7 @@ from hpo_tune.space import SearchSpace
 from hpo_tune.storage.index import STATUSES, Attempt, IndexedViews, TrialIndex
 from hpo_tune.tracking.common import (
     ATTEMPT,
+    CHECKPOINT,
     CLAIMED,
     CURVE_TAG,
     ERROR,
@@ -157,7 +158,7 @@ class MlflowTrialStore(IndexedViews, Settling):
             or self._holder(f"{number}.{tried}", read=run.info.status == "RUNNING" and self._ledger_pass) == run_id,
             superseded=tags.get(INTERRUPTED) == "true" or tags.get(RETRIED) == "true",
             trial=trial, proposal=None if params is None else Proposal(params, strategy_tags), error=tags.get(ERROR),
-            model=tags.get(MODEL))
+            model=tags.get(MODEL), checkpoint=int(tags[CHECKPOINT]) if CHECKPOINT in tags else None)
         self.index.put(attempt)
         return attempt
 

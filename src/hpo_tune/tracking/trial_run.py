@@ -17,6 +17,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from hpo_tune.resolvers import PACKAGE
 from hpo_tune.tracking.common import (
+    CHECKPOINT,
     CHECKPOINTS,
     CLAIMED,
     CURVE_TAG,
@@ -121,14 +122,19 @@ class TrialRecorder:
             self.log_artifacts({checkpoint_path(epoch): to_bytes(state)})
         self._end("KILLED", [Metric("duration_s", duration_s, now_ms(), epoch)], [RunTag(STATE, PAUSED)])
 
-    def restore(self, epoch: int) -> Any:
+    def checkpoint(self, epoch: int, state: Any) -> None:
+        """The state as an artifact, then (with the buffered metrics and the curve) the tag that points at it."""
+        self.log_artifacts({checkpoint_path(epoch): to_bytes(state)})
+        self.writes.log(self.run_id, *self._take([], [RunTag(CHECKPOINT, str(epoch)), *self._curve_tag()]))
+
+    def restore(self, epoch: int, run_id: str | None = None) -> Any:
         import tempfile
 
         from mlflow.exceptions import MlflowException
 
         with tempfile.TemporaryDirectory() as folder:
             try:
-                path = self.client.download_artifacts(self.run_id, checkpoint_path(epoch), folder)
+                path = self.client.download_artifacts(run_id or self.run_id, checkpoint_path(epoch), folder)
             except (MlflowException, OSError):
                 return None  # it paused without a state to keep: the objective starts again
             with open(path, "rb") as file:
