@@ -72,6 +72,7 @@ class HpoSweeperConf:
     tracking_uri: str = "sqlite:///mlflow.db"
     seed: Any = 0
     max_retries: Any = 2
+    checkpoint_every: Any = 0
     strategy_options: dict[str, Any] = field(default_factory=dict)
     params: Any = None
     pruner: PrunerConf = field(default_factory=PrunerConf)
