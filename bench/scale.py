@@ -15,7 +15,9 @@ running trials too, on its RDB storage over the same kind of database). Printed 
   server's own statements are not counted);
 - ``cpu/worker`` and ``cpu/trial``: the workers' CPU seconds (user + system, start-up included; a server's
   own are not counted) per worker and per trial: on a machine with fewer cores than workers, what bounds
-  the rate.
+  the rate;
+- ``store/trial``: CPU seconds per trial of the processes behind the store that the bench started (the
+  server, PostgreSQL with its exited backends), over the same span.
 
 Stores: ``sqlite`` (a local file), ``server-sqlite`` and ``server-postgres`` (the project's server, as
 ``bench.chaos`` starts them), ``optuna-sqlite`` and ``optuna-postgres``. PostgreSQL needs Debian's binaries; a
@@ -56,6 +58,7 @@ class Row:
     queries: int | None
     sleep: float
     cpu_s: float  # the workers' CPU seconds (user + system), start-up included
+    store_cpu_s: float  # the CPU seconds of the processes behind the store (a server, PostgreSQL) meanwhile
 
     def line(self) -> str:
         rate = self.trials / self.seconds
@@ -64,11 +67,12 @@ class Row:
         efficiency = rate * self.sleep / self.workers
         return (f"  {self.store:<16} {self.workers:>4} {self.trials:>6} {rate:>9.2f} {efficiency:>10.2f}"
                 f" {steady:>9.2f} {self.first_s:>7.1f} {self.twice:>6} {queries:>8}"
-                f" {self.cpu_s / self.workers:>10.2f} {self.cpu_s / max(self.trials, 1):>10.3f}")
+                f" {self.cpu_s / self.workers:>10.2f} {self.cpu_s / max(self.trials, 1):>10.3f}"
+                f" {self.store_cpu_s / max(self.trials, 1):>10.3f}")
 
 
 HEADER = (f"  {'store':<16} {'N':>4} {'trials':>6} {'trials/s':>9} {'efficiency':>10} {'steady/s':>9} {'first':>7}"
-          f" {'twice':>6} {'queries':>8} {'cpu/worker':>10} {'cpu/trial':>10}")
+          f" {'twice':>6} {'queries':>8} {'cpu/worker':>10} {'cpu/trial':>10} {'store/trial':>10}")
 
 
 def count_queries() -> None:
@@ -159,21 +163,42 @@ def measure(store: str, uri: str, workers: int, per_worker: int, sleep: float, f
         from mlflow.tracking import MlflowClient
 
         MlflowClient(uri).search_experiments()  # the store's schema, before the workers race
-    cpu_before = children_cpu()
+    cpu_before, behind = children_cpu(), store_processes()
+    store_before = processes_cpu(behind)
     started = time.time()
     processes = [launch(kind, uri, study, n_trials, sleep, queries, profile, i) for i in range(workers)]
     for process in processes:
         _, err = process.communicate(timeout=max(600, 20 * n_trials * sleep / workers))
         if process.returncode != 0:
             raise RuntimeError(f"a {store} worker exited {process.returncode}: {err.strip()[-1500:]}")
-    cpu = children_cpu() - cpu_before
+    cpu, store_cpu = children_cpu() - cpu_before, processes_cpu(behind) - store_before
     times, twice = optuna_times(uri, study, n_trials) if kind == "optuna" else project_times(uri, study)
     first = min(start for start, _ in times)
     last = max(end for _, end in times)
     counted = [int(line) for line in queries.read_text().split()] if queries.exists() else []
     local = store in ("sqlite", "optuna-sqlite", "optuna-postgres")
     return Row(store, workers, len(times), last - started, first - started, last - first, twice,
-               sum(counted) if local and counted else None, sleep, cpu)
+               sum(counted) if local and counted else None, sleep, cpu, store_cpu)
+
+
+def store_processes() -> list:
+    """The processes this bench started before the workers: the server and PostgreSQL behind a store."""
+    import psutil
+
+    return psutil.Process().children(recursive=True)
+
+
+def processes_cpu(processes: list) -> float:
+    import psutil
+
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def children_cpu() -> float:
