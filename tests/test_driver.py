@@ -189,6 +189,31 @@ def test_a_lost_trial_goes_on_from_the_last_state_it_saved_and_ends_as_if_it_nev
     assert starts == [(0, 1), (1, 1), (1, 1), (2, 1)]  # so it starts again at epoch 1
 
 
+def test_a_killed_drivers_checkpointed_trial_goes_on_from_its_checkpoint_in_the_next_driver():
+    study, starts = MemoryStudy(), []
+    victim = InMemoryStore(study, Direction.MINIMIZE)
+    victim.history()
+    orphan = victim.start_trial(0, Proposal({"x": 0.5}), "cpu")
+    saver = victim.sink.recorder(orphan, {"x": 0.5}, "loss")
+    for epoch in (1, 2):
+        saver.report(epoch, {"loss": 0.5 * epoch})
+    saver.checkpoint(2, 1.0)  # its running total after two epochs of adding x
+    victim.kill()  # SIGKILLed at epoch 3: the next driver reaps the trial and runs it again
+
+    def total(params, trial):
+        saved = trial.restore()
+        first, value = (1, 0.0) if saved is None else (saved.epoch + 1, saved.state)
+        starts.append((trial.number, first))
+        for epoch in range(first, 5):
+            value += params["x"]
+            trial.report(epoch, {"loss": value}, checkpoint=lambda value=value: value)
+        return value
+
+    trials = run_in_memory(random_strategy(), total, 2, study=study, metric="loss", checkpoint_every=1)
+    assert starts[0] == (0, 3)  # not from epoch 1
+    assert trials[0].value == pytest.approx(2.0) and sorted(trials[0].curve) == [1, 2, 3, 4]
+
+
 def test_a_process_alone_claims_the_lowest_free_numbers_and_beside_rivals_spreads_its_claims():
     import random
     from types import SimpleNamespace
