@@ -50,6 +50,8 @@ def worker(argv: list[str]) -> None:
     parser.add_argument("--executor", default="inline")
     parser.add_argument("--max-retries", type=int, default=2)
     parser.add_argument("--stale-after", type=float, default=60.0)
+    parser.add_argument("--poll-interval", type=float, default=0.2,
+                        help="seconds between looks while other processes run the last trials")
     args = parser.parse_args(argv)
     from hpo_tune import optimize
     from hpo_tune.execution import make_executor
@@ -60,7 +62,7 @@ def worker(argv: list[str]) -> None:
 
     executor = make_executor(args.executor, {"n_workers": 2} if args.executor == "process" else {})
     optimize(objective, SPACE, "random", n_trials=args.n_trials, study=args.study, tracking_uri=args.uri,
-             progress=False, poll_interval_s=0.2, executor=executor, max_retries=args.max_retries,
+             progress=False, poll_interval_s=args.poll_interval, executor=executor, max_retries=args.max_retries,
              heartbeat_interval_s=args.stale_after / 6, stale_after_s=args.stale_after)
 
 

@@ -4,15 +4,17 @@
 
 For each store and each N, N processes start together and each runs one study of ``N x --per-worker``
 trials that only sleep ``--sleep`` seconds (the project: ``optimize`` with the random strategy, as
-``bench.chaos`` workers; Optuna: ``study.optimize`` with its RandomSampler and ``MaxTrialsCallback`` counting
-running trials too, on its RDB storage over the same kind of database). Printed per row:
+``bench.chaos`` workers with ``optimize``'s default ``poll_interval_s`` of 2 s; Optuna: ``study.optimize``
+with its RandomSampler and ``MaxTrialsCallback`` counting running trials too, on its RDB storage over the
+same kind of database). Printed per row:
 
 - ``trials/s``: finished trials over the time from launch to the last trial's end, start-up included;
   ``efficiency``: that over the ideal ``N / sleep``; ``steady/s``: the rate from the first trial's start on;
 - ``first``: seconds from launch to the first trial's start (process start-up, imports, opening the study);
 - ``twice``: trial numbers finished more than once (the project), or trials past the budget (Optuna);
-- ``queries``: SQL statements per trial the workers sent (local stores; through a server, "-": the
-  server's own statements are not counted);
+- ``queries``: SQL statements per trial the workers sent (local stores), or HTTP requests per trial they
+  sent (through a server; the server's own statements are not counted); ``--by-route`` adds a line per
+  row with the requests per trial of each route;
 - ``cpu/worker`` and ``cpu/trial``: the workers' CPU seconds (user + system, start-up included; a server's
   own are not counted) per worker and per trial: on a machine with fewer cores than workers, what bounds
   the rate;
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import resource
 import subprocess
@@ -39,10 +42,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 STORES = ("sqlite", "server-sqlite", "server-postgres", "optuna-sqlite", "optuna-postgres")
 WORKERS = (4, 16, 64)
+POLL_INTERVAL_S = 2.0  # optimize's default: how often a process with nothing left to start looks again
 QUERY_COUNT_ENV = "BENCH_SCALE_QUERIES"  # a worker appends its SQL statement count to this file at exit
 
 
@@ -59,6 +64,7 @@ class Row:
     sleep: float
     cpu_s: float  # the workers' CPU seconds (user + system), start-up included
     store_cpu_s: float  # the CPU seconds of the processes behind the store (a server, PostgreSQL) meanwhile
+    routes: Counter  # the workers' HTTP requests by "METHOD /path"
 
     def line(self) -> str:
         rate = self.trials / self.seconds
@@ -76,16 +82,25 @@ HEADER = (f"  {'store':<16} {'N':>4} {'trials':>6} {'trials/s':>9} {'efficiency'
 
 
 def count_queries() -> None:
-    """In a worker: count the SQL statements every SQLAlchemy engine sends, and append the count at exit."""
+    """In a worker: count the SQL statements every SQLAlchemy engine sends and the HTTP requests by route, and
+    append them to the counts file at exit (one JSON line per worker)."""
     path = os.environ.get(QUERY_COUNT_ENV)
     if not path:
         return
+    import requests
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    sent = [0]
-    event.listen(Engine, "before_cursor_execute", lambda *args: sent.__setitem__(0, sent[0] + 1))
-    atexit.register(lambda: Path(path).open("a").write(f"{sent[0]}\n"))
+    sql, routes = [0], Counter()
+    event.listen(Engine, "before_cursor_execute", lambda *args: sql.__setitem__(0, sql[0] + 1))
+    send = requests.Session.send
+
+    def counted(session: requests.Session, request: requests.PreparedRequest, **kwargs: object) -> object:
+        routes[f"{request.method} {urlparse(request.url).path}"] += 1
+        return send(session, request, **kwargs)
+
+    requests.Session.send = counted
+    atexit.register(lambda: Path(path).open("a").write(json.dumps({"sql": sql[0], "routes": routes}) + "\n"))
 
 
 def optuna_worker(argv: list[str]) -> None:
@@ -116,7 +131,7 @@ def project_worker(argv: list[str]) -> None:
     count_queries()
     from bench import chaos
 
-    chaos.worker(argv)
+    chaos.worker([*argv, "--poll-interval", str(POLL_INTERVAL_S)])
 
 
 def launch(kind: str, uri: str, study: str, n_trials: int, sleep: float, queries: Path, profile: Path | None,
@@ -175,10 +190,11 @@ def measure(store: str, uri: str, workers: int, per_worker: int, sleep: float, f
     times, twice = optuna_times(uri, study, n_trials) if kind == "optuna" else project_times(uri, study)
     first = min(start for start, _ in times)
     last = max(end for _, end in times)
-    counted = [int(line) for line in queries.read_text().split()] if queries.exists() else []
-    local = store in ("sqlite", "optuna-sqlite", "optuna-postgres")
+    counted = [json.loads(line) for line in queries.read_text().splitlines()] if queries.exists() else []
+    routes = sum((Counter(c["routes"]) for c in counted), Counter())
+    sent = sum(c["sql"] for c in counted) if store in ("sqlite", "optuna-sqlite", "optuna-postgres") else routes.total()
     return Row(store, workers, len(times), last - started, first - started, last - first, twice,
-               sum(counted) if local and counted else None, sleep, cpu, store_cpu)
+               sent if counted else None, sleep, cpu, store_cpu, routes)
 
 
 def store_processes() -> list:
@@ -232,7 +248,7 @@ def uris(folder: Path, names: list[str]) -> Iterator[Iterator[tuple[str, str | N
 
 
 def run(workers: list[int], store_names: list[str], per_worker: int = 6, sleep: float = 1.0,
-        profile_dir: Path | None = None) -> list[Row]:
+        profile_dir: Path | None = None, by_route: bool = False) -> list[Row]:
     """Every store at every N; prints a row as each is measured."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     print(f"\nScale: N processes on one study of N x {per_worker} trials that sleep {sleep} s (ideal: N / {sleep} "
@@ -253,6 +269,9 @@ def run(workers: list[int], store_names: list[str], per_worker: int = 6, sleep: 
                     continue
                 rows.append(row)
                 print(row.line(), flush=True)
+                if by_route and row.routes:
+                    print("      per trial: " + ", ".join(f"{route} {count / row.trials:.1f}"
+                                                         for route, count in row.routes.most_common()), flush=True)
     return rows
 
 
@@ -266,10 +285,11 @@ def main() -> None:
     parser.add_argument("--per-worker", type=int, default=6, help="trials per worker in the budget (default 6)")
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds each trial sleeps (default 1)")
     parser.add_argument("--profile", type=Path, help="folder for one worker's cProfile per row")
+    parser.add_argument("--by-route", action="store_true", help="print the HTTP requests per trial of each route")
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    run(args.workers, args.stores, args.per_worker, args.sleep, args.profile)
+    run(args.workers, args.stores, args.per_worker, args.sleep, args.profile, args.by_route)
 
 
 if __name__ == "__main__":
