@@ -3,6 +3,7 @@ refuse what MLflow refuses, and keep a start's run and claim together."""
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 
@@ -89,10 +90,15 @@ def test_a_lost_claim_names_its_holder_and_a_failed_start_leaves_no_run(database
     writes = SqlWrites(database._tracking_client.store)
     experiment_id, ledger = experiment(database)
     first, holder = writes.start(experiment_id, "trial-0002", {}, ledger, "2.0")
-    second, rival = writes.start(experiment_id, "trial-0002", {}, ledger, "2.0")
-    assert holder == rival == first != second
-    assert database.get_run(ledger).data.params == {"2.0": first}
     before = len(database.search_runs([experiment_id]))
+    second, rival = writes.start(experiment_id, "trial-0002", {}, ledger, "2.0")
+    assert holder == rival == first and second is None  # the claim first: a loser makes no run
+    assert len(database.search_runs([experiment_id])) == before
+    assert database.get_run(first).data.tags["claimed"] == "true"  # with its run, in the same transaction
+    third, rival = writes.start(experiment_id, "trial-0002", {}, ledger, "2.0", losing_run=True)  # server v1's way
+    assert rival == first and third not in (None, first) and "claimed" not in database.get_run(third).data.tags
+    assert database.get_run(ledger).data.params == {"2.0": first}
+    database.delete_run(third)
     with pytest.raises(MlflowException, match="No run with id=missing"):
         writes.start(experiment_id, "trial-0003", {}, "missing", "3.0")
     assert len(database.search_runs([experiment_id])) == before
@@ -108,3 +114,20 @@ def test_other_stores_and_other_schemas_get_mlflow_s_own_calls(store, monkeypatc
     monkeypatch.setattr(sql_writes, "SCHEMA", "an-older-revision")
     assert SqlWrites.of(local) is None
     assert "trials are written with MLflow's own calls" in caplog.text
+
+
+def test_the_server_s_start_route_keeps_a_version_1_client_s_losing_run(store, monkeypatch):
+    """A client of version 1 sends no ``losing_run`` and deletes the run a lost claim made; one of version 2 gets
+    none to delete."""
+    from hpo_tune.tracking import server_app
+
+    client = connect(store)
+    monkeypatch.setattr(server_app, "_store", lambda: client._tracking_client.store)
+    experiment_id, ledger = experiment(client)
+    body = {"experiment_id": experiment_id, "run_name": "trial-0000", "tags": {}, "ledger": ledger, "claim": "0.0"}
+    won = json.loads(server_app.start(server_app.TrialStart(**body)).body)
+    old = json.loads(server_app.start(server_app.TrialStart(**body)).body)
+    new = json.loads(server_app.start(server_app.TrialStart(**body, losing_run=False)).body)
+    assert won["holder"] == won["run_id"] == old["holder"] == new["holder"]
+    assert old["run_id"] not in (None, won["run_id"]) and new["run_id"] is None
+    assert server_app.version() == {"version": 2}

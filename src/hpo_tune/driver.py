@@ -164,11 +164,15 @@ class Driver:
 
     def _fill(self) -> int:
         """Resume promoted trials, then propose for the free slots, claim and submit; returns how many trials
-        were resumed or proposed. A claim lost to another process is followed at once by a claim on another
-        free number (up to ``CLAIM_ROUNDS`` times), not by a wait and a read."""
+        were resumed or proposed. A claim lost to another process is followed at once by a read of what the
+        others started since the last one (an incremental read: a search or two) and a claim on another free
+        number (up to ``CLAIM_ROUNDS`` times), not by a wait: a lost claim means the view is stale, and
+        claiming blind from it loses again (each loss costs a write, a read and a delete)."""
         proposed = self._promote(self.runner.free_slots())
-        for _ in range(CLAIM_ROUNDS):
+        for round in range(CLAIM_ROUNDS):
             slots = self.runner.free_slots()
+            if round and slots > 0:
+                self.record.history()
             tried = self._claim_slots(slots) if slots > 0 else 0
             proposed += tried
             if tried == 0 or self.runner.free_slots() == 0:

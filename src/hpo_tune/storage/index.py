@@ -131,8 +131,10 @@ class TrialIndex:
         self._reindex(attempt.number)
 
     def drop(self, number: int, run_id: str) -> None:
-        """Forget a run (deleted from the store)."""
+        """Forget a run (deleted from the store), in the views too: it is no longer among the number's attempts."""
         self.attempts.get(number, {}).pop(run_id, None)
+        self._running.discard(run_id)
+        self._ended.discard(run_id)
         self._reindex(number)
 
     def _retry_proposal(self, number: int) -> Proposal | None:

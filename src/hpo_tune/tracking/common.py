@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -117,11 +117,11 @@ def heartbeat_ms(run: Any) -> int:
         return int(run.info.start_time or 0)
 
 
-def pages(client: MlflowClient, experiment_id: str, query: str) -> Iterator[Any]:
-    """Every run matching ``query``, page by page."""
+def pages(client: MlflowClient, experiment_id: str, query: str, view: int = ViewType.ACTIVE_ONLY) -> Iterator[Any]:
+    """Every run matching ``query`` (deleted ones too with ``ViewType.ALL``), page by page."""
     token = None
     while True:
-        page = client.search_runs([experiment_id], query, max_results=PAGE, page_token=token)
+        page = client.search_runs([experiment_id], query, run_view_type=view, max_results=PAGE, page_token=token)
         yield from page
         token = page.token
         if not token:

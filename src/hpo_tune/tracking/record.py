@@ -177,16 +177,18 @@ class MlflowTrialStore(IndexedViews, Settling):
                 ATTEMPT: str(attempt), "device": device, HEARTBEAT: str(now_ms()), RECORD: self._id,
                 **({PROPOSED: proposed} if len(proposed) <= TAG_CHARS else {}), **self._owner.tags(), **code_tags(),
                 **{f"{STRATEGY_TAG_PREFIX}{k}": str(v) for k, v in proposal.tags.items()}}
-        run_id, holder = self.writes.start(self.sink.experiment_id, tags[MLFLOW_RUN_NAME], tags, self.claims_run_id,
-                                           f"{number}.{attempt}")
-        holder = holder or self._claim(f"{number}.{attempt}", run_id)
+        run_id, holder = self._start(tags, f"{number}.{attempt}")
         while holder != run_id:
             if not self._dead(holder):
-                self.client.delete_run(run_id)
+                if run_id is not None:  # made before its claim was lost (MLflow's calls)
+                    self.client.delete_run(run_id)
                 return None
             attempt += 1
-            self.client.set_tag(run_id, ATTEMPT, str(attempt))
-            holder = self._claim(f"{number}.{attempt}", run_id)
+            if run_id is None:
+                run_id, holder = self._start({**tags, ATTEMPT: str(attempt)}, f"{number}.{attempt}")
+            else:
+                self.client.set_tag(run_id, ATTEMPT, str(attempt))
+                holder = self._claim(f"{number}.{attempt}", run_id)
         if PROPOSED not in tags:  # too long for a tag: logged as params now, a write more
             self.writes.log(run_id, params=[Param(k, str(v)) for k, v in proposal.params.items()])
         if self.data is not None:
@@ -196,6 +198,12 @@ class MlflowTrialStore(IndexedViews, Settling):
                                proposal=proposal))
         self._claims[f"{number}.{attempt}"] = run_id
         return run_id
+
+    def _start(self, tags: Mapping[str, str], claim: str) -> tuple[str | None, str]:
+        """(the new run's id, or None where the lost claim made none; the run holding ``claim``)."""
+        run_id, holder = self.writes.start(self.sink.experiment_id, tags[MLFLOW_RUN_NAME], tags, self.claims_run_id,
+                                           claim)
+        return run_id, holder or self._claim(claim, run_id)
 
     def resume_trial(self, trial: Trial, epoch: int, device: str) -> str | None:
         """Claim ``<number>.<attempt>/<epoch>`` for this store (its id is the value: every rival logs another),

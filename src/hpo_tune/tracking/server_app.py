@@ -36,7 +36,7 @@ def _store() -> Any:
 
 
 def version() -> dict[str, int]:
-    return {"version": 1}
+    return {"version": 2}  # 2: a start may make no run for a lost claim (losing_run)
 
 
 class TrialStart(BaseModel):
@@ -45,6 +45,7 @@ class TrialStart(BaseModel):
     tags: dict[str, str]
     ledger: str  # the study's claim ledger run
     claim: str  # <number>.<attempt>
+    losing_run: bool = True  # make the run even if the claim is lost (clients of version 1 delete it)
 
 
 class MetricValue(BaseModel):
@@ -63,11 +64,12 @@ class TrialEnd(BaseModel):
 
 
 def start(body: TrialStart) -> JSONResponse:
-    """Create a trial's run and claim its number on the ledger: ``run_id`` and the run that holds the claim
-    (``holder``: the new run if it won, the rival that holds it, or null if the claim failed otherwise)."""
+    """Claim a trial's number on the ledger and create its run: ``run_id`` (null where a lost claim made no run)
+    and the run that holds the claim (``holder``: the new run if it won, the rival that holds it, or null if the
+    claim failed otherwise)."""
     try:
         run_id, holder = store_writes(_store()).start(body.experiment_id, body.run_name, body.tags, body.ledger,
-                                                      body.claim)
+                                                      body.claim, losing_run=body.losing_run)
     except MlflowException as error:
         return _refused(error)
     return JSONResponse({"run_id": run_id, "holder": holder})

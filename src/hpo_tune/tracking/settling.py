@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from mlflow.entities import Param, RunTag
-from mlflow.exceptions import MlflowException
+from mlflow.entities import Param, RunTag, ViewType
 
 from hpo_tune.tracking.common import (
     CLAIMED,
@@ -22,8 +21,11 @@ from hpo_tune.tracking.common import (
     Owner,
     heartbeat_ms,
     now_ms,
+    pages,
     proposed_params,
 )
+
+STALE_PER_QUERY = 100  # run ids in one search (MLflow's filters have no limit on IN lists; SQL has)
 
 
 class Settling:
@@ -43,11 +45,10 @@ class Settling:
                 self._supersede(run, "interrupted: the process running it stopped")
                 settled += 1
         stale = [a.run_id for a in self.index.running() if a.run_id not in seen and a.run_id not in own]
-        for run_id in stale:  # ended without this store seeing it (committed late): read it again
-            try:
-                self._remember(self.client.get_run(run_id))
-            except MlflowException:
-                pass
+        for start in range(0, len(stale), STALE_PER_QUERY):  # ended since this store read them: read them again,
+            ids = ", ".join(f"'{run_id}'" for run_id in stale[start:start + STALE_PER_QUERY])  # one query per many
+            for run in pages(self.client, self.sink.experiment_id, f"attributes.run_id IN ({ids})", ViewType.ALL):
+                self._remember(run)
         return settled
 
     def _owner_gone(self, run: Any) -> bool:
@@ -99,12 +100,12 @@ class Settling:
 
     def _end(self, run: Any, tags: list[RunTag]) -> None:
         """Fail a run for its dead or stopped process: a claimed run gets the params and the ``claimed`` tag
-        its recorder may not have lived to write, so that its number's retry finds what it ran."""
+        its recorder may not have lived to write (a start on a SQL store wrote the tag already), so that its
+        number's retry finds what it ran."""
         known = self._remember(run)
-        if known is not None and known.claimed and run.data.tags.get(CLAIMED) != "true":
+        params, claimed = [], run.data.tags.get(CLAIMED) == "true"
+        if known is not None and known.claimed:
             params = [Param(k, v) for k, v in proposed_params(run.data.tags).items() if k not in run.data.params]
-            tags = [RunTag(CLAIMED, "true"), *tags]
-        else:
-            params = []
+            tags = tags if claimed else [RunTag(CLAIMED, "true"), *tags]
         self.writes.end(run.info.run_id, "FAILED", params=params, tags=tags)
         self._remember(self.client.get_run(run.info.run_id))

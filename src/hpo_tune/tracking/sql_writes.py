@@ -40,6 +40,8 @@ from mlflow.utils.validation import (
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from hpo_tune.tracking.common import CLAIMED
+
 DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}  # those whose insert has on_conflict_do_*
 SCHEMA = "dc11669786a5"  # MLflow's schema revision (3.17, 3.18) that tests/test_sql_writes.py checked these on
 
@@ -75,11 +77,14 @@ class SqlWrites:
             return None
         return cls(store) if _checked_schema(SCHEMA) else None
 
-    def start(self, experiment_id: str, run_name: str, tags: Mapping[str, str], ledger: str, claim: str
-              ) -> tuple[str, str | None]:
-        """Create a run in ``experiment_id`` and log ``claim`` on the ``ledger`` run with the new run's id as
-        its value: (the new run's id, the run holding the claim: the new one, or the rival that got it first).
-        The run and, if it won, its claim are committed together: a process killed before leaves neither."""
+    def start(self, experiment_id: str, run_name: str, tags: Mapping[str, str], ledger: str, claim: str,
+              losing_run: bool = False) -> tuple[str | None, str | None]:
+        """Log ``claim`` on the ``ledger`` run with a new run id as its value and, if it won, create that run in
+        ``experiment_id``: (the new run's id, or None if the claim was lost and no run made; the run holding the
+        claim: the new one, or the rival that got it first). The claim, the run and its ``claimed`` tag are
+        committed together: a process killed before leaves none of them, other processes that meet the run
+        need not read the ledger, and a lost claim leaves no run to delete. ``losing_run`` makes the run even
+        when the claim is lost (what clients of version 1 of the server's routes expect)."""
         if tags.get(MLFLOW_RUN_NAME, run_name) != run_name:
             raise MlflowException(f"run_name {run_name!r} and the {MLFLOW_RUN_NAME} tag differ",
                                   INVALID_PARAMETER_VALUE)
@@ -92,18 +97,22 @@ class SqlWrites:
                 select(SqlRun.lifecycle_stage).where(SqlRun.run_uuid == ledger).scalar_subquery())).one()
             _check_active("experiment", experiment_id, stage)
             _check_active("run", ledger, ledger_stage)
+            won = session.execute(self.add_params, {"run_uuid": ledger, "key": claim, "value": run_id}).rowcount
+            if not won:
+                held = (SqlParam.run_uuid == ledger) & (SqlParam.key == claim)
+                holder = session.scalar(select(SqlParam.value).where(held))
+                if not losing_run:
+                    return None, holder
             session.execute(SqlRun.__table__.insert().values(
                 run_uuid=run_id, name=run_name, experiment_id=int(experiment_id),
                 artifact_uri=append_to_uri_path(location, run_id, SqlAlchemyStore.ARTIFACTS_FOLDER_NAME),
                 source_type=SourceType.to_string(SourceType.UNKNOWN), source_name="", entry_point_name="",
                 user_id=tags.get(MLFLOW_USER, "unknown"), status=RunStatus.to_string(RunStatus.RUNNING),
                 start_time=get_current_time_millis(), source_version="", lifecycle_stage=LifecycleStage.ACTIVE))
+            written = {**tags, MLFLOW_RUN_NAME: run_name, **({CLAIMED: "true"} if won else {})}
             session.execute(SqlTag.__table__.insert(), [{"run_uuid": run_id, "key": k, "value": v}
-                                                        for k, v in {**tags, MLFLOW_RUN_NAME: run_name}.items()])
-            won = session.execute(self.add_params, {"run_uuid": ledger, "key": claim, "value": run_id}).rowcount
-            holder = run_id if won else session.scalar(
-                select(SqlParam.value).where(SqlParam.run_uuid == ledger, SqlParam.key == claim))
-        return run_id, holder
+                                                        for k, v in written.items()])
+        return run_id, run_id if won else holder
 
     def write(self, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[Param] = (),
               tags: Sequence[RunTag] = (), status: str | None = None) -> None:

@@ -33,8 +33,8 @@ SQL_STORE_MODULE = "mlflow.store.tracking.sqlalchemy_store"
 class RunWrites(Protocol):
     """A store's way to start a trial run and to write into it."""
 
-    def start(self, experiment_id: str, run_name: str, tags: Mapping[str, str], ledger: str, claim: str
-              ) -> tuple[str, str | None]: ...
+    def start(self, experiment_id: str, run_name: str, tags: Mapping[str, str], ledger: str, claim: str,
+              losing_run: bool = False) -> tuple[str | None, str | None]: ...
 
     def write(self, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[Param] = (),
               tags: Sequence[RunTag] = (), status: str | None = None) -> None: ...
@@ -46,10 +46,10 @@ class StoreWrites:
     def __init__(self, store: Any):
         self.store = store
 
-    def start(self, experiment_id: str, run_name: str, tags: Mapping[str, str], ledger: str, claim: str
-              ) -> tuple[str, str | None]:
-        """As ``SqlWrites.start``, but the run is on record before the claim is tried, and the holder is None
-        when the claim failed (the caller reads the ledger)."""
+    def start(self, experiment_id: str, run_name: str, tags: Mapping[str, str], ledger: str, claim: str,
+              losing_run: bool = True) -> tuple[str | None, str | None]:
+        """As ``SqlWrites.start``, but the run is on record before the claim is tried (so it is made whatever
+        ``losing_run`` says), and the holder is None when the claim failed (the caller reads the ledger)."""
         run = self.store.create_run(experiment_id=experiment_id, user_id=tags.get(MLFLOW_USER, "unknown"),
                                     start_time=get_current_time_millis(),
                                     tags=[RunTag(k, v) for k, v in tags.items()], run_name=run_name)
@@ -88,12 +88,13 @@ class TrialWrites:
         self.store = store_writes(client._tracking_client.store)
 
     def start(self, experiment_id: str, run_name: str, tags: Mapping[str, str], ledger: str, claim: str
-              ) -> tuple[str, str | None]:
-        """Create a run and log ``claim`` on the ``ledger`` run with its id as the value: (the new run's id,
-        the run holding the claim: the new one if it won, a rival's, or None if the claim failed otherwise)."""
+              ) -> tuple[str | None, str | None]:
+        """Log ``claim`` on the ``ledger`` run for a new run: (the new run's id, or None where a lost claim made
+        no run; the run holding the claim: the new one if it won, a rival's, or None if the claim failed
+        otherwise). A server of version 1 makes the run whatever the claim's fate."""
         if self.routes:
             answer = self._post(START_ROUTE, {"experiment_id": experiment_id, "run_name": run_name, "tags": dict(tags),
-                                              "ledger": ledger, "claim": claim})
+                                              "ledger": ledger, "claim": claim, "losing_run": False})
             return answer["run_id"], answer["holder"]
         return self.store.start(experiment_id, run_name, tags, ledger, claim)
 
