@@ -5,7 +5,7 @@ import pytest
 from hpo_tune.errors import ConfigError
 from hpo_tune.space import SearchSpace
 from hpo_tune.strategies import make_strategy
-from hpo_tune.strategies.tpe import distribution
+from hpo_tune.strategies.tpe import distribution, frozen_trial
 from hpo_tune.trial import Direction, Trial, TrialState
 from tests.driven import drive
 
@@ -61,6 +61,7 @@ def test_a_pruned_trial_reaches_optuna_with_its_curve_so_tpe_ranks_it_by_how_far
 
     tpe = make_strategy("optuna_tpe", SearchSpace.from_config({"x": {"type": "float", "low": 0.0, "high": 1.0}}), 0,
                         Direction.MAXIMIZE)
-    pruned = tpe._frozen(Trial(3, {"x": 0.2}, TrialState.PRUNED, curve={1: 0.4, 3: float("nan")}))
+    pruned = frozen_trial(Trial(3, {"x": 0.2}, TrialState.PRUNED, curve={1: 0.4, 3: float("nan")}), tpe.distributions)
     assert pruned.state.name == "PRUNED" and pruned.intermediate_values == {1: 0.4}
-    assert tpe._frozen(Trial(4, {"x": 0.3}, TrialState.COMPLETE, 0.9, curve={1: 0.5})).intermediate_values == {}
+    complete = frozen_trial(Trial(4, {"x": 0.3}, TrialState.COMPLETE, 0.9, curve={1: 0.5}), tpe.distributions)
+    assert complete.intermediate_values == {}

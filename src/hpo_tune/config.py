@@ -25,7 +25,10 @@ HYDRA_KEYS = {"strategy": "strategy.name", "n_trials": "n_trials", "direction": 
               "experiment": "tracking.experiment", "device": "device", "progress": "progress", "fresh": "fresh",
               "max_retries": "max_retries", "retry_failed": "retry_failed", "checkpoint_every": "checkpoint_every",
               "heartbeat_interval_s": "heartbeat.interval_s", "stale_after_s": "heartbeat.stale_after_s",
-              "log_models": "tracking.log_models", "system_metrics": "tracking.system_metrics"}
+              "log_models": "tracking.log_models", "system_metrics": "tracking.system_metrics",
+              "warm_start": "warm_start", "warm_start_values": "warm_start_values",
+              "importance": "importance", "directions": "directions",
+              "metrics": "metrics"}
 # Parameters of the code that reads a group which its caller fills itself, not from the group's keys:
 # TrainingObjective calls fit(model, data, device=, seed=, report=, resume=, [first_epoch=,] **trainer),
 # build_model calls Architecture(input_shape=, num_outputs=, **model) and load_dataset calls
@@ -54,7 +57,7 @@ def study_config(cfg: DictConfig) -> StudyConfig:
             strategy_options=options(cfg.strategy), executor=make_executor(cfg.executor.name, options(cfg.executor)),
             config=_identity(cfg), config_text=OmegaConf.to_yaml(cfg, resolve=True),
             tags={"dataset": cfg.dataset.name, "model": cfg.model.name},
-            pruner=OmegaConf.to_container(cfg.pruner, resolve=True))
+            pruner=OmegaConf.to_container(cfg.pruner, resolve=True), enqueue=_plain(cfg, "enqueue"))
     except ConfigError as error:
         if HYDRA_KEYS.get(error.key, error.key) == error.key:
             raise
@@ -73,6 +76,12 @@ def validate(cfg: DictConfig) -> SearchSpace:
 def options(node: DictConfig) -> dict[str, Any]:
     """A component's config without its ``name``: the keyword arguments it is built with."""
     return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
+
+
+def _plain(cfg: DictConfig, key: str) -> Any:
+    """The value at ``key`` as plain lists and dicts (None if absent)."""
+    value = OmegaConf.select(cfg, key)
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def _identity(cfg: DictConfig) -> dict[str, Any]:

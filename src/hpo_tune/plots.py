@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def pyplot() -> Any:
@@ -58,3 +61,38 @@ def confusion_heatmap(matrix: np.ndarray, labels: Sequence[str], title: str) -> 
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax)
     return png(fig, dpi=110)
+
+
+def importance_bars(table: pd.DataFrame, title: str) -> bytes:
+    """A study's parameter importances (``hpo_tune.importance``), largest on top; with a factorial's OLS main
+    effects in the table, their sizes beside them on the same rows (red: significant), to see where they agree."""
+    rows = table.iloc[::-1]
+    effects = "ols_effect" in rows
+    fig, axes = subplots(1, 2 if effects else 1, figsize=(8.5 if effects else 6, 1.2 + 0.35 * len(rows)),
+                         sharey=True, squeeze=False)
+    ax = axes[0][0]
+    ax.barh(range(len(rows)), rows["importance"], color="tab:blue")
+    ax.set_yticks(range(len(rows)), rows["param"], fontsize=8)
+    ax.set_xlabel("importance (sums to 1)")
+    ax.set_title(title, fontsize=10)
+    if effects:
+        ols = axes[0][1]
+        ols.barh(range(len(rows)), rows["ols_effect"].abs(),
+                 color=["tab:red" if s else "tab:gray" for s in rows["ols_significant"].eq(True)])
+        ols.set_xlabel("|effect| (objective units; red: significant)")
+        ols.set_title("factorial OLS main effects", fontsize=10)
+    return png(fig)
+
+
+def pareto_scatter(points: np.ndarray, on_front: np.ndarray, names: Sequence[str], title: str) -> bytes:
+    """Trials of a study of several objectives on its first two (one point each), the Pareto front's trials
+    marked and joined in order of the first objective, so the trade-off reads at a glance."""
+    fig, ax = subplots(figsize=(6, 4.5))
+    ax.scatter(points[~on_front, 0], points[~on_front, 1], s=18, color="tab:gray", alpha=0.6, label="dominated")
+    front = points[on_front][np.argsort(points[on_front, 0])]
+    ax.plot(front[:, 0], front[:, 1], "o-", color="tab:red", markersize=5, label="Pareto front")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return png(fig)

@@ -27,7 +27,8 @@ class Trial:
 
     ``curve`` holds the objective metric per epoch of a finished trial (for pruners); ``rungs`` the values it
     recorded at the rungs of a multi-fidelity pruner (``hpo_tune.pruning.halving``), and ``paused`` says it
-    waits at its last rung, checkpointed, for a promotion (state PRUNED until then).
+    waits at its last rung, checkpointed, for a promotion (state PRUNED until then). A study of several
+    objectives gives a complete trial its ``values`` in the study's order, and ``value`` is the first of them.
     """
 
     number: int
@@ -39,6 +40,7 @@ class Trial:
     curve: Mapping[int, float] = field(default_factory=dict)
     rungs: Mapping[int, float] = field(default_factory=dict)
     paused: bool = False
+    values: tuple[float, ...] = ()
 
     @property
     def finished(self) -> bool:

@@ -58,12 +58,15 @@ def run(cfg: DictConfig) -> StudyResult:
         "best_run_id": result.best.run_id if result.best else None,
         "n_trials": len(result.trials),
         "n_failed": sum(t.state.value == "failed" for t in result.trials),
+        **({"metrics": list(config.metrics), "pareto": [{"trial": t.number, "values": list(t.values),
+                                                          "params": t.params, "run_id": t.run_id}
+                                                         for t in result.pareto]} if result.pareto else {}),
     }
     print(json.dumps(summary, indent=2))
     if cfg.summary:
         Path(cfg.summary).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.summary).write_text(json.dumps(summary, indent=2) + "\n")
-    if result.best is None:
+    if result.best is None and not result.pareto:
         raise NoTrialCompletedError(no_trial_completed(cfg.study, result))
     return result
 

@@ -64,6 +64,7 @@ class TrialJob:
     system_metrics: bool = False  # MLflow's CPU, memory and GPU metrics on the trial's run
     resume: Resume | None = None  # a promoted or re-run trial's epoch and what it did before it
     checkpoint_every: int = 0  # save the objective's state every this many epochs (0: only when paused)
+    metrics: tuple[str, ...] = ()  # a study of several objectives: their metrics in order (``metric`` is the first)
     reader: StudyReader | None = field(default=None, compare=False, repr=False)  # the driver's store, inline
 
     def __getstate__(self) -> dict[str, Any]:
@@ -108,6 +109,16 @@ def objective_value(result: float | Mapping[str, float], metric: str | None) -> 
             raise KeyError(f"the objective returned {sorted(result)} but the study optimises {metric!r}")
         return float(result[metric])
     return float(result)
+
+
+def objective_values(result: float | Mapping[str, float], metrics: tuple[str, ...]) -> tuple[float, ...]:
+    """The numbers a study of several objectives optimises, in order, from the mapping the objective returned."""
+    if not isinstance(result, Mapping):
+        raise TypeError(f"the study optimises {list(metrics)}: the objective must return a mapping holding them")
+    missing = [metric for metric in metrics if metric not in result]
+    if missing:
+        raise KeyError(f"the objective returned {sorted(result)} but not {', '.join(missing)}")
+    return tuple(float(result[metric]) for metric in metrics)
 
 
 def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
@@ -177,9 +188,10 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
         with time_limit(job.timeout), recorder.system_metrics(job.system_metrics):
             result = (job.objective(job.proposal.params, context) if takes_context
                       else job.objective(job.proposal.params))
-        value = objective_value(result, job.metric)
-        if not math.isfinite(value):
-            raise FloatingPointError(f"the objective is {value}")
+        values = objective_values(result, job.metrics) if job.metrics else ()
+        value = values[0] if values else objective_value(result, job.metric)
+        if not all(math.isfinite(v) for v in values or (value,)):
+            raise FloatingPointError(f"the objective is {values or value}")
         model = _kept_model(job, recorder, kept[-1], value, readers) if kept else None
     except TrialPruned as pruned:
         recorder.prune(str(pruned), time.perf_counter() - start)
@@ -195,8 +207,8 @@ def run_trial(job: TrialJob, on_start: Callable[[], None] | None = None,
         return _ended(job, TrialState.FAILED, None, recorder, rungs)
     finally:
         CURRENT_TRIAL.reset(entered)
-    recorder.complete(value, time.perf_counter() - start, model)
-    return _ended(job, TrialState.COMPLETE, value, recorder, rungs)
+    recorder.complete(value, time.perf_counter() - start, model, values)
+    return _ended(job, TrialState.COMPLETE, value, recorder, rungs, values=values)
 
 
 def _reader(job: TrialJob, readers: dict[TrialSink, StudyReader]) -> StudyReader:
@@ -230,6 +242,6 @@ def _keeps_model(job: TrialJob, value: float, readers: dict[TrialSink, StudyRead
 
 
 def _ended(job: TrialJob, state: TrialState, value: float | None, recorder: Recorder, rungs: Mapping[int, float],
-           paused: bool = False) -> Trial:
+           paused: bool = False, values: tuple[float, ...] = ()) -> Trial:
     return Trial(job.number, job.proposal.params, state, value, recorder.run_id, job.proposal.tags, recorder.curve,
-                 dict(rungs), paused)
+                 dict(rungs), paused, values)

@@ -70,7 +70,9 @@ class Recorder(Protocol):
 
     def system_metrics(self, enabled: bool) -> AbstractContextManager[None]: ...
 
-    def complete(self, value: float, duration_s: float, model: str | None = None) -> None: ...
+    def complete(self, value: float, duration_s: float, model: str | None = None,
+                 values: tuple[float, ...] = ()) -> None:
+        """End the run FINISHED with ``value`` (and, in a study of several objectives, all its ``values``)."""
 
     def prune(self, reason: str, duration_s: float) -> None: ...
 

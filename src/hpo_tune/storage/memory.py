@@ -37,6 +37,7 @@ class MemoryRun:
     proposal: Proposal
     status: str = "RUNNING"
     value: float | None = None
+    values: tuple[float, ...] = ()
     metrics: dict[str, dict[int, float]] = field(default_factory=dict)
     curve: dict[int, float] = field(default_factory=dict)
     rungs: dict[int, float] = field(default_factory=dict)
@@ -115,8 +116,9 @@ class MemoryRecorder:
     def system_metrics(self, enabled: bool) -> AbstractContextManager[None]:
         return nullcontext()
 
-    def complete(self, value: float, duration_s: float, model: str | None = None) -> None:
-        self._end("FINISHED", value=value, model=model)
+    def complete(self, value: float, duration_s: float, model: str | None = None,
+                 values: tuple[float, ...] = ()) -> None:
+        self._end("FINISHED", value=value, model=model, values=values)
 
     def prune(self, reason: str, duration_s: float) -> None:
         self._end("KILLED")
@@ -204,7 +206,7 @@ class InMemoryStore(IndexedViews):
     def _remember(self, run: MemoryRun) -> Attempt:
         proposal = run.proposal
         trial = Trial(run.number, dict(proposal.params), STATUSES[run.status], run.value, run.run_id,
-                      dict(proposal.tags), dict(run.curve), dict(run.rungs), run.paused)
+                      dict(proposal.tags), dict(run.curve), dict(run.rungs), run.paused, run.values)
         holder = self.study.claims.get((run.number, run.attempt))
         attempt = Attempt(run.run_id, run.number, run.attempt, run.status, claimed=holder == run.run_id,
                           superseded=run.superseded, trial=trial, proposal=proposal, error=run.error, model=run.model,

@@ -45,6 +45,7 @@ class Strategy(ABC):
         self.space = space
         self.seed = seed
         self.direction = direction
+        self.directions = (direction,)  # a study of several objectives: theirs, in order (set by ``make_strategy``)
 
     @abstractmethod
     def propose(self, history: Sequence[Trial], numbers: Sequence[int]) -> Decision:

@@ -23,6 +23,7 @@ class GridSearch(Strategy):
 
     def __init__(self, space: SearchSpace, seed: int, direction: Direction, points: int = 5, repeats: int = 1):
         super().__init__(space, seed, direction)
+        space.refuse_conditions("grid", "runs the product of every dimension's values")
         if points < 1:
             raise ConfigError("strategy.points", f"must be >= 1, got {points}")
         if repeats < 1:

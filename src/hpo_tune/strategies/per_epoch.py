@@ -39,6 +39,7 @@ class PerEpoch(Strategy):
     def __init__(self, space: SearchSpace, seed: int, direction: Direction, inner: str = "gamma_bo",
                  epochs: int = 5, inner_options: Mapping[str, Any] | None = None):
         super().__init__(space, seed, direction)
+        space.refuse_conditions("per_epoch", "schedules every dimension in every epoch")
         for name in space:
             if not name.startswith("trainer."):
                 raise ConfigError(f"space.{name}", "per_epoch carries weights between epochs, so it can only tune "

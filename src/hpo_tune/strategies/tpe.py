@@ -7,6 +7,12 @@ got and its value there, as with Optuna's own pruners; and the running ones as p
 constant liar spreads a batch out), asks it for one
 trial with a sampler seeded by (seed, trial number), and throws the study away. MLflow stays the
 only source of truth, so a resumed study proposes exactly what an uninterrupted one would.
+
+A conditional space (``hpo_tune.space``) is asked define-by-run, parents first, so an inactive dimension is
+never asked and the history's trials carry only their active parameters; the sampler then decomposes the
+history by which parameters each trial has (``TPESampler(group=True)``, with ``multivariate``), as Optuna does
+for a conditional objective of its own. An unconditional space is asked the same way in config order, which is
+what ``study.ask(distributions)`` does, so its proposals are unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hpo_tune.errors import ConfigError
-from hpo_tune.space import Choice, Dimension, Int, LogFloat, SearchSpace
+from hpo_tune.space import Choice, Dimension, Int, LogFloat, Params, SearchSpace
 from hpo_tune.strategies.base import Decision, Strategy
 from hpo_tune.trial import Direction, Proposal, Trial, TrialState, trial_seed
 
@@ -38,6 +44,29 @@ def distribution(dim: Dimension) -> BaseDistribution:
     return FloatDistribution(dim.low, dim.high, log=isinstance(dim, LogFloat))
 
 
+def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> object:
+    """Ask ``trial`` for ``name`` from ``dist`` through Optuna's public define-by-run calls."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+
+
+def frozen_trial(trial: Trial, distributions: dict[str, BaseDistribution]) -> optuna.trial.FrozenTrial:
+    """``trial`` as an Optuna study holds one, for any code that hands the history to Optuna (TPE, the importance
+    evaluators): a complete trial without a finite value is a failed one, a pruned one keeps its learning curve.
+    A trial of a study of several objectives gives its ``values``."""
+    values = trial.values or (trial.value,)
+    complete = trial.state is TrialState.COMPLETE and all(v is not None and math.isfinite(v) for v in values)
+    state = STATES[trial.state] if complete or trial.state is not TrialState.COMPLETE else STATES[TrialState.FAILED]
+    curve = {step: value for step, value in trial.curve.items() if math.isfinite(value)}
+    return optuna.trial.create_trial(state=state, values=list(values) if complete else None,
+                                     params=dict(trial.params),
+                                     distributions={name: distributions[name] for name in trial.params},
+                                     intermediate_values=curve if trial.state is TrialState.PRUNED else None)
+
+
 class OptunaTPE(Strategy):
     """TPE with ``n_startup_trials`` random trials first (Optuna's default 10)."""
 
@@ -52,25 +81,26 @@ class OptunaTPE(Strategy):
         self.distributions = {name: distribution(dim) for name, dim in space.items()}
 
     def propose(self, history: Sequence[Trial], numbers: Sequence[int]) -> Decision:
-        known = [self._frozen(t) for t in history]
+        known = [frozen_trial(t, self.distributions) for t in history]
         proposals = []
         for number in numbers:
             sampler = optuna.samplers.TPESampler(seed=trial_seed(self.seed, number) % 2**32,
                                                  n_startup_trials=self.n_startup_trials,
-                                                 multivariate=self.multivariate, constant_liar=self.constant_liar)
-            study = optuna.create_study(direction=self.direction.value, sampler=sampler)
+                                                 multivariate=self.multivariate, constant_liar=self.constant_liar,
+                                                 group=self.multivariate and bool(self.space.conditions))
+            study = optuna.create_study(directions=[d.value for d in self.directions], sampler=sampler)
             study.add_trials(known)
-            asked = study.ask(self.distributions)
-            params = {name: dim.snap(asked.params[name]) if isinstance(dim, Int) else asked.params[name]
-                      for name, dim in self.space.items()}
+            params = self._ask(study.ask())
             proposals.append(Proposal(params))
-            known.append(self._frozen(Trial(number, params, TrialState.RUNNING)))
+            known.append(frozen_trial(Trial(number, params, TrialState.RUNNING), self.distributions))
         return Decision(proposals)
 
-    def _frozen(self, trial: Trial) -> optuna.trial.FrozenTrial:
-        complete = trial.state is TrialState.COMPLETE and trial.value is not None and math.isfinite(trial.value)
-        state = STATES[trial.state] if complete or trial.state is not TrialState.COMPLETE else STATES[TrialState.FAILED]
-        curve = {step: value for step, value in trial.curve.items() if math.isfinite(value)}
-        return optuna.trial.create_trial(state=state, value=trial.value if complete else None,
-                                         params=dict(trial.params), distributions=self.distributions,
-                                         intermediate_values=curve if trial.state is TrialState.PRUNED else None)
+    def _ask(self, trial: optuna.Trial) -> Params:
+        """The active dimensions' values, asked parents first (log ints snapped onto their step before a child
+        looks at them), in config order."""
+        params: Params = {}
+        for name in self.space.parents_first:
+            if name in self.space.active(params):
+                dim, value = self.space[name], suggest(trial, name, self.distributions[name])
+                params[name] = dim.snap(value) if isinstance(dim, Int) else value
+        return {name: params[name] for name in self.space if name in params}

@@ -47,7 +47,8 @@ def run_sweep(settings: Mapping[str, Any], hydra_context: HydraContext, task_fun
     best = result.best
     _log.info(f"study {study_config.study!r}: {len(result.trials)} trials; " + (
         f"best trial {best.number}: {study_config.metric or 'objective'}={best.value:.6g} {best.params} (run "
-        f"{best.run_id})" if best else "none completed"))
+        f"{best.run_id})" if best else f"{len(result.pareto)} on the Pareto front" if result.pareto else
+        "none completed"))
     return result
 
 
@@ -64,8 +65,9 @@ def _study(settings: Mapping[str, Any], hydra_context: HydraContext, task_functi
                                       f"a slot frees through its own executors; drop hydra/launcher and use "
                                       f"{EXECUTOR_HINT}")
     options = dict(settings)
-    sweep = sweep_space(options.pop("params", None), arguments)
-    example = sweep.space.sample(np.random.default_rng(0))
+    sweep = sweep_space(options.pop("params", None), arguments, options.pop("when", None))
+    rng = np.random.default_rng(0)
+    example = {name: dim.sample(rng) for name, dim in sweep.space.items()}  # every key, inactive ones too
     try:  # a key the app lacks fails here, not in every trial
         hydra_context.config_loader.load_sweep_config(config, sweep.overrides(example))
     except ConfigCompositionException as error:

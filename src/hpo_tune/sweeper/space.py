@@ -3,6 +3,10 @@
 ``hydra.sweeper.params`` (and any sweep override on the command line) maps a config key to ``choice(a, b)``,
 ``a,b``, ``range(1, 5)``, ``interval(0, 1)``, ``int(interval(1, 4))`` or ``tag(log, interval(1e-4, 1e-1))``; a
 plain value is fixed for every trial. A trial's parameters go back to Hydra as overrides (``override``).
+
+Hydra's grammar has no conditions, so a conditional space takes them beside ``params``: ``hydra.sweeper.when``
+maps a parameter to its ``when`` (``{momentum: {optimizer: sgd}}``, as in ``hpo_tune.space``), and an inactive
+parameter gets no override, so the app keeps its own value.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ class SweepSpace:
         return [*self.fixed, *(f"{self.keys[name]}={override_value(value)}" for name, value in params.items())]
 
 
-def sweep_space(params: Mapping[str, Any] | None, arguments: Sequence[str]) -> SweepSpace:
-    """The space of ``hydra.sweeper.params`` and of the sweep overrides among the command line's ``arguments``;
-    a key given twice takes the command line's value. A bad entry is a ``ConfigError`` naming
-    ``params.<key>`` (or the argument)."""
+def sweep_space(params: Mapping[str, Any] | None, arguments: Sequence[str],
+                when: Mapping[str, Any] | None = None) -> SweepSpace:
+    """The space of ``hydra.sweeper.params`` and of the sweep overrides among the command line's ``arguments``,
+    conditional where ``when`` (``hydra.sweeper.when``) says; a key given twice takes the command line's value. A
+    bad entry is a ``ConfigError`` naming ``params.<key>`` (or the argument, or ``when.<key>``)."""
     parser = OverridesParser.create()
     entries: dict[str, Override] = {}
     for key, value in (params or {}).items():
@@ -58,7 +63,7 @@ def sweep_space(params: Mapping[str, Any] | None, arguments: Sequence[str]) -> S
     if not dimensions:
         raise ConfigError("params", "nothing to tune: give hydra.sweeper.params (e.g. 'hydra.sweeper.params.lr="
                                     "tag(log, interval(1e-4, 1e-1))') or a sweep override such as 'lr=interval(0, 1)'")
-    return SweepSpace(SearchSpace(dimensions), keys, tuple(fixed))
+    return SweepSpace(SearchSpace(dimensions, when, when_key="when.{name}"), keys, tuple(fixed))
 
 
 def _parse(parser: OverridesParser, line: str, key: str) -> Override:

@@ -151,6 +151,19 @@ def proposed_params(tags: Mapping[str, str]) -> dict[str, str]:
         return {}
 
 
+def objective_key(index: int) -> str:
+    """The metric holding objective ``index`` of a study of several objectives (``objective`` is the first too)."""
+    return f"objective_{index}"
+
+
+def objective_values(metrics: Mapping[str, float]) -> tuple[float, ...]:
+    """A run's objective values in order, as ``objective_key`` logged them (empty for a single objective)."""
+    values = []
+    while objective_key(len(values)) in metrics:
+        values.append(metrics[objective_key(len(values))])
+    return tuple(values)
+
+
 def digest(content: str | bytes) -> str:
     return hashlib.sha256(content.encode() if isinstance(content, str) else content).hexdigest()
 

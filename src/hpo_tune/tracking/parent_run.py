@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from mlflow.entities import LoggedModelOutput, Metric, RunTag
 from mlflow.exceptions import MlflowException, RestException
@@ -13,6 +13,7 @@ from hpo_tune.tracking.lineage import DataVersion
 from hpo_tune.trial import Direction, Trial, TrialState, best_trial
 
 MODEL_ALIAS = "best"
+PARETO_TAG = "pareto_run_ids"
 
 
 class ParentRun:
@@ -54,6 +55,12 @@ class ParentRun:
         changed = {name: content for name, content in files.items() if self._uploaded.get(name) != digest(content)}
         upload(self.client, self.run_id, changed)
         self._uploaded |= {name: digest(content) for name, content in changed.items()}
+
+    def write_pareto(self, front: Sequence[Trial], files: Mapping[str, str | bytes]) -> None:
+        """A study of several objectives' non-dominated trials: their runs as the tag ``pareto_run_ids``
+        (comma-separated), and ``files`` (``hpo_tune.pareto.pareto_files``)."""
+        self.log_artifacts(files)
+        self.client.set_tag(self.run_id, PARETO_TAG, ",".join(trial.run_id for trial in front))
 
     def promote(self, best: Trial, model: str, name: str) -> None:
         """Point the registered model ``name``'s alias ``best`` at ``best``'s logged ``model`` (a models:/ URI).

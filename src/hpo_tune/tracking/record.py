@@ -48,6 +48,7 @@ from hpo_tune.tracking.common import (
     TRIAL,
     Owner,
     now_ms,
+    objective_values,
     pages,
     proposed_params,
 )
@@ -149,7 +150,8 @@ class MlflowTrialStore(IndexedViews, Settling):
             value=run.data.metrics.get("objective"), run_id=run_id, tags=strategy_tags,
             curve={int(epoch): value for epoch, value in json.loads(tags.get(CURVE_TAG, "{}")).items()},
             rungs={int(k[len(RUNG_PREFIX):]): float(v) for k, v in tags.items() if k.startswith(RUNG_PREFIX)},
-            paused=tags.get(STATE) == PAUSED and run.info.status == "KILLED")
+            paused=tags.get(STATE) == PAUSED and run.info.status == "KILLED",
+            values=objective_values(run.data.metrics))
         known = self.index.get(number, run_id)
         tried = int(tags.get(ATTEMPT, 0))
         attempt = Attempt(

@@ -31,6 +31,7 @@ from hpo_tune.tracking.common import (
     WORKER,
     global_tracking_uri,
     now_ms,
+    objective_key,
     upload,
 )
 from hpo_tune.tracking.store import mlflow_client
@@ -147,9 +148,12 @@ class TrialRecorder:
             text = json.dumps(self.curve)
         return [RunTag(CURVE_TAG, text)] if self.curve else []
 
-    def complete(self, value: float, duration_s: float, model: str | None = None) -> None:
+    def complete(self, value: float, duration_s: float, model: str | None = None,
+                 values: tuple[float, ...] = ()) -> None:
+        """``value`` is the metric ``objective``; a study of several objectives logs each as ``objective_<i>``."""
         now = now_ms()
-        self._end("FINISHED", [Metric("objective", value, now, 0), Metric("duration_s", duration_s, now, 0)],
+        self._end("FINISHED", [Metric("objective", value, now, 0), Metric("duration_s", duration_s, now, 0),
+                               *(Metric(objective_key(i), v, now, 0) for i, v in enumerate(values))],
                   [RunTag(MODEL, model)] if model else [])
 
     def log_model(self, model: Any, input_example: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from hpo_tune.trial import TrialContext
 
 DATASET_META_KEYS = ("name", "task", "metric", "direction", "n_features")  # not loader options
 KEPT_WEIGHTS = 32  # per-epoch mode: recent candidates' weights kept in memory
+READY_METRICS = ("train_seconds", "n_params")  # every model's, beside its task's: wall time of training, parameters
 
 # Per process, not per objective: a worker process receives a fresh copy of the objective with
 # every trial, and should load each dataset once, not once per trial.
@@ -45,15 +47,22 @@ class TrainingObjective:
     time series) loads once per value rather than once per trial. A trial tagged with a ``lineage``
     (the per-epoch strategy) trains one epoch from the weights that lineage leads to, instead of a
     whole training from scratch. Classification trials also get ``kappa`` (seed 001, eq. 11/12,
-    ``objective.kappa``) and log their validation confusion matrix.
+    ``objective.kappa``) and log their validation confusion matrix. Any model offers ``READY_METRICS`` as well, so
+    a study of several objectives can weigh accuracy against training time or model size.
     """
 
     def __init__(self, cfg: DictConfig):
         task = cfg.dataset.task
         if task not in TASK_METRICS:
             raise ConfigError("dataset.task", f"must be one of {sorted(TASK_METRICS)}, got {task!r}")
-        if cfg.objective.metric not in TASK_METRICS[task]:
-            raise ConfigError("objective.metric", f"{cfg.objective.metric!r} is not one of {TASK_METRICS[task]}")
+        offered = (*TASK_METRICS[task], *READY_METRICS)
+        if cfg.objective.metric not in offered:
+            raise ConfigError("objective.metric", f"{cfg.objective.metric!r} is not one of {offered}")
+        wanted = {cfg.objective.metric, *(OmegaConf.select(cfg, "metrics") or ())}
+        unknown = sorted(wanted.difference(offered))
+        if unknown:
+            raise ConfigError("metrics", f"{', '.join(map(repr, unknown))}: not one of {offered}")
+        self.ready = [metric for metric in READY_METRICS if metric in wanted]  # returned only when optimised
         if cfg.objective.kappa.variant not in VARIANTS:
             raise ConfigError("objective.kappa.variant", f"must be one of {VARIANTS}")
         if not 0 < cfg.objective.kappa.lam <= 1:
@@ -93,6 +102,7 @@ class TrainingObjective:
         def report(epoch: int, metrics: Mapping[str, float], **checkpoint: Any) -> None:
             trial.report(epoch, self.derived(metrics), **checkpoint)
 
+        start = time.perf_counter()
         if "lineage" in trial.tags:
             lineage = json.loads(trial.tags["lineage"])
             model = self._model(cfg, data, self._start(lineage, data, trial.device))
@@ -104,12 +114,14 @@ class TrainingObjective:
             trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
             metrics = fit(model, data, device=trial.device, seed=trial.seed, report=report, resume=trial.restore(),
                           **trainer)
+        seconds, weights = time.perf_counter() - start, sum(p.numel() for p in model.parameters())
+        ready = {"train_seconds": seconds, "n_params": float(weights)}
         trial.keep_model(model, data.x_val[:2])  # the study logs it if it keeps this trial's model
         if data.num_classes is not None:
             predicted = predict(model, data.x_val, trial.device).argmax(dim=1)
             trial.log_artifacts({"confusion_matrix.csv": confusion_csv(data.y_val.cpu().numpy(), predicted.numpy(),
                                                                         data.num_classes)})
-        return self.derived(metrics)
+        return {**self.derived(metrics), **{metric: ready[metric] for metric in self.ready}}
 
     def derived(self, metrics: Mapping[str, float]) -> dict[str, float]:
         """``metrics`` plus kappa for each split that has an accuracy and a loss."""

@@ -8,7 +8,8 @@ Hydra refuses a sweep as the value of a ``hydra.*`` key on the command line ("Sw
 configuration is not supported"), so ``'hydra.sweeper.params.lr=interval(0, 1)'`` would not reach any sweeper.
 This module has Hydra read a value under ``hydra.sweeper.params`` as the text it is, quoted, and add the key
 (Hydra's config is a struct), exactly as if it were written in the app's YAML; a key under
-``hydra.sweeper.strategy_options`` is added the same way; every other override parses as before.
+``hydra.sweeper.strategy_options`` or ``hydra.sweeper.when`` is added the same way; every other override parses as
+before.
 """
 
 
@@ -23,7 +24,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 PARAMS = "hydra.sweeper.params."
-OPEN_MAPPINGS = (PARAMS, "hydra.sweeper.strategy_options.")  # keys the user adds, not the sweeper's config
+# keys the user adds, not the sweeper's config
+OPEN_MAPPINGS = (PARAMS, "hydra.sweeper.strategy_options.", "hydra.sweeper.when.")
 
 
 @dataclass
@@ -58,7 +60,8 @@ class PrunerConf:
 @dataclass
 class HpoSweeperConf:
     """``hydra.sweeper.*``: each field is the ``hpo_tune.optimize`` argument of that name, except ``params`` (the
-    space, in Hydra's override grammar), ``executor`` and ``pruner``. ``study`` and
+    space, in Hydra's override grammar), ``when`` (its conditions: parameter -> ``{parent: value(s)}``), ``executor``
+    and ``pruner``. ``study`` and
     ``experiment`` default to the app's job name; a relative ``tracking_uri`` is taken from where the command
     runs."""
 
@@ -67,14 +70,20 @@ class HpoSweeperConf:
     n_trials: Any = None
     direction: str = "minimize"
     metric: Any = None
+    directions: Any = None  # several objectives, with as many metrics: directions=[maximize,minimize]
+    metrics: Any = None
     study: Any = None
     experiment: Any = None
     tracking_uri: str = "sqlite:///mlflow.db"
     seed: Any = 0
     max_retries: Any = 2
     checkpoint_every: Any = 0
+    enqueue: Any = None
+    warm_start: Any = None
+    warm_start_values: str = "quantile"
     strategy_options: dict[str, Any] = field(default_factory=dict)
     params: Any = None
+    when: dict[str, Any] = field(default_factory=dict)
     pruner: PrunerConf = field(default_factory=PrunerConf)
     executor: ExecutorConf = field(default_factory=ExecutorConf)
     device: str = "cpu"
@@ -88,7 +97,7 @@ class HpoSweeper(Sweeper):
     """Runs a study of the app's task: one trial per job, proposed when a slot frees (``hpo_tune.sweeper``)."""
 
     def __init__(self, **settings: Any):
-        self.settings = {key: OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
+        self.settings = {key: OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
                          for key, value in settings.items()}
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -111,8 +120,8 @@ def _params_as_text(parse_overrides: Any) -> Any:
 def _as_text(line: str) -> str:
     """``hydra.sweeper.params.<key>=<value>`` as ``++hydra.sweeper.params.<key>='<value>'``: the value is the
     sweeper's to parse (a mistake in it is then one line naming the key), and the key is added whether or not the
-    config has it (Hydra's config is a struct). ``hydra.sweeper.strategy_options.<key>`` is added the same way,
-    its value parsed as usual."""
+    config has it (Hydra's config is a struct). ``hydra.sweeper.strategy_options.<key>`` and
+    ``hydra.sweeper.when.<key>`` are added the same way, their values parsed as usual."""
     key, equals, value = line.partition("=")
     if not equals or not key.lstrip("+").startswith(OPEN_MAPPINGS):
         return line

@@ -98,6 +98,10 @@ columns with the discrete ones held, then greedy moves to the best discrete neig
 step up or down, a choice at another level) while EI improves. On spaces of floats and log floats
 alone this is the plain grid or Sobol search with L-BFGS-B from the best few.
 
+**Conditional spaces.** An inactive dimension's columns are imputed with a fixed value outside the cube (-1, as
+SMAC's GP does), in the observations and in every projected candidate, and a proposal leaves it out
+(``encoding``). Random draws are the space's own, which leave it out too.
+
 **No repeats.** A proposal is the configuration of highest EI found that no trial of the history
 (whatever its state: a failed configuration is not tried again) and no earlier proposal of the same
 request has: a repeat would spend a training on a point the surrogate already knows (with a

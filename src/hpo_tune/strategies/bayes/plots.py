@@ -14,7 +14,7 @@ import numpy as np
 
 from hpo_tune.plots import png, pyplot
 from hpo_tune.space import Choice, Dimension
-from hpo_tune.strategies.bayes.encoding import Encoding, from_unit, is_log
+from hpo_tune.strategies.bayes.encoding import INACTIVE, Encoding, from_unit, is_log
 from hpo_tune.strategies.bayes.surrogate import Model, Predictive
 
 SLICE_POINTS = 400  # points along a numeric dimension
@@ -71,7 +71,7 @@ def _slices(title: str, encoding: Encoding, model: Model, predictive: Callable[[
         ax.scatter([positions[best]], [objective[best]], marker="*", s=140, color="tab:red", zorder=4,
                    label="best trial")
         ax.axvline(positions[best], color="tab:red", linestyle=":", linewidth=0.8)
-        value = best_params[name]
+        value = best_params.get(name, "inactive")
         ax.set_title(f"{name} (best trial: {f'{value:.4g}' if isinstance(value, float) else value})", fontsize=9)
         _axis(ax, name, dim)
         if j % columns == 0:
@@ -99,11 +99,11 @@ def _sweep(encoding: Encoding, name: str, point: np.ndarray) -> tuple[np.ndarray
 
 
 def _positions(encoding: Encoding, name: str, inputs: np.ndarray) -> np.ndarray:
-    """Where encoded trials go on dimension ``name``'s x axis (as in ``_sweep``)."""
+    """Where encoded trials go on dimension ``name``'s x axis (as in ``_sweep``); NaN, so not drawn, where it was
+    inactive."""
     dim, block = encoding.space[name], encoding.blocks[name]
-    if isinstance(dim, Choice):
-        return np.argmax(inputs[:, block], axis=1)
-    return from_unit(dim, inputs[:, block.start])
+    at = np.argmax(inputs[:, block], axis=1) if isinstance(dim, Choice) else from_unit(dim, inputs[:, block.start])
+    return np.where(inputs[:, block.start] == INACTIVE, np.nan, at)
 
 
 def _surrogate(ax: Any, dim: Dimension, x: np.ndarray, predictive: Predictive, model: Model, sign: float) -> None:

@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 from hpo_tune.errors import ConfigError
 from hpo_tune.space import Params, SearchSpace
 from hpo_tune.strategies.base import Decision, Strategy
-from hpo_tune.strategies.bayes.encoding import Encoding
+from hpo_tune.strategies.bayes.encoding import INACTIVE, Encoding
 from hpo_tune.strategies.bayes.plots import surrogate_png
 from hpo_tune.strategies.bayes.surrogate import (
     Model,
@@ -61,7 +61,8 @@ def _few_blas_threads() -> Iterator[None]:
 class _BayesianOptimisation(Strategy):
     """Random start, then EI maximisation under the predictive ``predictive`` defines.
 
-    ``n_initial`` random draws first (>= 2: the surrogate needs two points), then ``n_iterations``
+    ``n_initial`` random draws first (>= 2: the surrogate needs two points; an earlier study's completed trials,
+    given by a warm start, count among them), then ``n_iterations``
     EI proposals (None, the default: as many as the study's ``n_trials`` leaves); ``xi`` is EI's
     exploration trade-off (eq. 10) in the objective's units.
     ``failed``: ``worst`` counts a failed trial (a diverged training, say) as an observation of
@@ -114,13 +115,15 @@ class _BayesianOptimisation(Strategy):
         inputs, losses = self._observations(history)
         pending = [self._encode(t.params) for t in history if t.state is TrialState.RUNNING]
         taken = {self._key(t.params) for t in history}
+        warm = sum(t.number < 0 and t.state is TrialState.COMPLETE for t in history)  # an earlier study's results
+        initial = self.n_initial - warm  # stand in for random draws (``hpo_tune.strategies.prior``)
         proposals = []
         for k in inside:
             if self.encoding.size is not None and len(taken) >= self.encoding.size:
                 return Decision(proposals, finished=True)  # every configuration of a discrete space has run
-            if k >= self.n_initial and len(losses) >= MIN_OBSERVATIONS:
+            if k >= initial and len(losses) >= MIN_OBSERVATIONS:
                 params = self._next_params(inputs, losses, pending, taken, self.rng(k))
-            elif k >= self.n_initial and pending:
+            elif k >= initial and pending:
                 break  # the model needs results that are still running
             else:
                 params = self._draw(taken, self.rng(k))
@@ -191,10 +194,10 @@ class _BayesianOptimisation(Strategy):
 
     def _refine(self, start: np.ndarray, value: float,
                 acquisition: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, float]:
-        """Climb from a projected candidate: L-BFGS-B over the continuous columns (the discrete ones held), then
+        """Climb from a projected candidate: L-BFGS-B over the active continuous columns (the discrete ones held), then
         greedy moves to the best discrete neighbour while EI improves; every point visited is projected."""
         point = start.copy()
-        columns = self.encoding.continuous
+        columns = self.encoding.continuous[start[self.encoding.continuous] != INACTIVE]
         if columns.size:
             def negative(u: np.ndarray) -> float:
                 moved = point.copy()
@@ -227,8 +230,8 @@ class _BayesianOptimisation(Strategy):
         return self.encoding.encode(params)
 
     def _key(self, params: Params) -> tuple[Any, ...]:
-        """A configuration's identity, for telling which have been taken."""
-        return tuple(params[name] for name in self.space)
+        """A configuration's identity, for telling which have been taken (an inactive dimension: None)."""
+        return tuple(params.get(name) for name in self.space)
 
     @property
     def _sign(self) -> float:

@@ -76,6 +76,7 @@ class FactorialGrid(Design, Strategy):
                  narrowing: Mapping[str, Any] | None = None, failed: str = "leave_out",
                  refine: bool = True):
         Strategy.__init__(self, space, seed, direction)
+        space.refuse_conditions("factorial_grid", "sets every dimension at one of two levels in every run")
         if failed not in ("leave_out", "worst"):
             raise ConfigError("strategy.failed", f"must be leave_out or worst, got {failed!r}")
         if isinstance(order, bool) or not isinstance(order, int) or order < 1:

@@ -40,6 +40,14 @@ Beyond the paper (options, off by default):
   random, then order the hyperparameters by sensitivity (the range of their conditional mean
   losses, largest first), so the first stages prune on the factors that matter most.
 
+Conditional spaces (``when``, ``hpo_tune.space``) use only active conditions. The order puts each parent before
+the hyperparameters it switches on (the default order does; a given ``order`` that does not is refused; the
+sensitivity order is moved just as far as that needs). A stage crosses a combination with the next
+hyperparameter's conditions only where that hyperparameter is active under the combination's fixed values; where
+it is inactive the combination goes on unchanged, as one combination of the stage, compared with the others on
+fresh samples. Samples draw the hyperparameters not yet fixed and leave out those inactive under the draw. The
+budget plan counts every condition of every hyperparameter, an upper bound of what the stages need.
+
 Modules: ``stages`` (combinations, stages, the ledger of finished trials that keeps proposals fast),
 ``plan`` (the budget), ``tables`` (the artifacts, drawn from the frozen ``snapshot`` the strategy hands
 them, so that the driver can draw them beside ``propose``) and ``strategy`` (``TSampling``).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 from collections import Counter
@@ -84,9 +83,14 @@ class TSampling(Strategy):
             if not isinstance(dim, Choice):
                 raise ConfigError(f"space.{name}", "t_sampling needs choice dimensions (the conditions), not a numeric "
                                                    f"range; use a space of choices, e.g. {', '.join(SUITED)}")
-        self.order = tuple(order) if order else tuple(space)
+        self.order = tuple(order) if order else space.parents_first
         if sorted(self.order) != sorted(space) or len(space) < 2:
             raise ConfigError("strategy.order", f"must list each of {list(space)} once (at least two)")
+        for i, name in enumerate(self.order):
+            for parent in space.conditions.get(name, {}):
+                if self.order.index(parent) > i:
+                    raise ConfigError("strategy.order", f"{name} is conditional on {parent}, so it must come after it: "
+                                                        "a stage fixes a parent before the dimensions it switches on")
         auto = n_samples is None or n_samples == "auto"
         if not auto and (isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < LEAST_SAMPLES):
             raise ConfigError("strategy.n_samples", f"must be auto or an integer >= 2 (to estimate a spread), "
@@ -211,8 +215,7 @@ class TSampling(Strategy):
                 combinations[i] = ledger.combination(number, combinations[i].fixed, key)
             samples = built.samples.updated({i: combinations[i] for i in changed})
         else:
-            fixed = ([dict(zip(names, values)) for values in itertools.product(*(self.space[n].values for n in names))]
-                     if number == 1 else [{**p, names[-1]: v} for p in parents for v in self.space[names[-1]].values])
+            fixed = self._cross(self._cross([{}], names[0]) if number == 1 else parents, names[-1])
             index = {key_of(f): i for i, f in enumerate(fixed)}
             combinations = [ledger.combination(number, f, k) for f, k in zip(fixed, index)]
             samples = Samples.of(combinations)
@@ -229,6 +232,13 @@ class TSampling(Strategy):
         cache[number] = _Built(base, len(changes), stage, view, samples)
         return stage, view
 
+    def _cross(self, fixed: Sequence[Params], name: str) -> list[Params]:
+        """Each of ``fixed`` with each condition of ``name``; unchanged, one combination, where ``name`` is inactive
+        under it (a conditional space: only active conditions are crossed)."""
+        values = self.space[name].values
+        return [crossed for f in fixed
+                for crossed in ([{**f, name: v} for v in values] if name in self.space.active(f) else [f])]
+
     def _order(self, pilot: list[Trial]) -> tuple[str, ...] | None:
         if self.order_by == "config":
             return self.order
@@ -236,11 +246,11 @@ class TSampling(Strategy):
             return None
         done = [t for t in pilot if t.state is TrialState.COMPLETE and t.value is not None]
         sensitivity = {name: self._spread(done, name) for name in self.order}
-        return tuple(sorted(self.order, key=lambda name: (-sensitivity[name], self.order.index(name))))
+        return self.space.ordered(sorted(self.order, key=lambda name: (-sensitivity[name], self.order.index(name))))
 
     def _spread(self, trials: list[Trial], name: str) -> float:
-        means = [np.mean([self.direction.loss(t.value) for t in trials if t.params[name] == value])
-                 for value in self.space[name].values if any(t.params[name] == value for t in trials)]
+        means = [np.mean([self.direction.loss(t.value) for t in trials if t.params.get(name) == value])
+                 for value in self.space[name].values if any(t.params.get(name) == value for t in trials)]
         return float(max(means) - min(means)) if len(means) > 1 else 0.0
 
     @staticmethod
@@ -310,8 +320,7 @@ class TSampling(Strategy):
                 break
             chosen = stage.combinations[best[1]]
             extra[best[1]] = extra.get(best[1], 0) + 1
-            drawn = self.space.sample(self.rng(number))
-            params = {name: chosen.fixed.get(name, drawn[name]) for name in self.space}
+            params = self.space.sample(self.rng(number), given=chosen.fixed)
             proposals.append(Proposal(params, {"stage": str(stage.number), "combination": chosen.key}))
         return Decision(proposals)
 
