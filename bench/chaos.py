@@ -63,7 +63,7 @@ def worker(argv: list[str]) -> None:
     executor = make_executor(args.executor, {"n_workers": 2} if args.executor == "process" else {})
     optimize(objective, SPACE, "random", n_trials=args.n_trials, study=args.study, tracking_uri=args.uri,
              progress=False, poll_interval_s=args.poll_interval, executor=executor, max_retries=args.max_retries,
-             heartbeat_interval_s=args.stale_after / 6, stale_after_s=args.stale_after)
+             heartbeat_interval_s=args.stale_after / 6, stale_after_s=args.stale_after, importance="none")
 
 
 def start(uri: str, study: str, n_trials: int, *options: str) -> subprocess.Popen:

@@ -34,7 +34,8 @@ def project_ms(n_trials: int, folder: Path) -> float:
         return params["x"] ** 2
 
     return _timed(lambda: optimize(instant, SPACE, "random", n_trials=n_trials, study=f"overhead-{n_trials}",
-                                   tracking_uri=f"sqlite:///{folder / 'hpo.db'}", progress=False), n_trials)
+                                   tracking_uri=f"sqlite:///{folder / 'hpo.db'}", progress=False,
+                                   importance="none"), n_trials)
 
 
 def optuna_ms(n_trials: int, storage: str | None) -> float:

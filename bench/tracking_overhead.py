@@ -41,7 +41,7 @@ def costs(uri: str, n_trials: int, study: str) -> tuple[float, float]:
     for size in (1, n_trials + 1):
         start = time.perf_counter()
         optimize(idle, SPACE, "random", n_trials=size, study=f"{study}-{size}-{time.monotonic_ns()}", tracking_uri=uri,
-                 progress=False)
+                 progress=False, importance="none")
         times.append(1000 * (time.perf_counter() - start))
     return times[0], (times[1] - times[0]) / n_trials
 
@@ -99,7 +99,8 @@ def run(n_trials: int, read_sizes: list[int], rounds: int = 3) -> None:
         print("History read-back from the local store (trials: full read s, incremental refresh ms)")
         done = 0
         for size in sorted(read_sizes):
-            optimize(idle, SPACE, "random", n_trials=size, study="read-back", tracking_uri=local, progress=False)
+            optimize(idle, SPACE, "random", n_trials=size, study="read-back", tracking_uri=local, progress=False,
+                     importance="none")
             done = size
             full, refresh = read_back(local, "read-back")
             print(f"  {done:>6,} trials: {full:6.2f} s full, {1000 * refresh:6.1f} ms refresh", flush=True)

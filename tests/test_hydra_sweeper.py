@@ -209,3 +209,19 @@ def test_ctrl_c_marks_the_running_trial_interrupted_and_a_re_run_finishes_the_st
     _, trials = study_runs(store, study_name)
     finished = sorted(int(t.data.tags["trial"]) for t in trials if t.info.status == "FINISHED")
     assert finished == [0, 1]
+
+
+def test_the_sweeper_runs_enqueued_configurations_first_and_warm_starts_from_a_study(tiny_app, store, study_name):
+    choices = ["hydra.sweeper.params.act=choice(relu, tanh, sigmoid)", "hydra.sweeper.params.width=8,16",
+               "hydra.sweeper.metric=loss"]
+    first = sweep(tiny_app, store, "hydra.sweeper.strategy=random", "hydra.sweeper.n_trials=3",
+                  f"hydra.sweeper.study={study_name}", "hydra.sweeper.enqueue=[{act: sigmoid, width: 16}]", *choices)
+    assert first.returncode == 0, first.stderr
+    _, trials = study_runs(store, study_name)
+    enqueued = next(t for t in trials if t.data.tags["trial"] == "0")
+    assert enqueued.data.params == {"act": "sigmoid", "width": "16"} and len(trials) == 3
+    second = sweep(tiny_app, store, "hydra.sweeper.strategy=optuna_tpe", "hydra.sweeper.n_trials=2",
+                   f"hydra.sweeper.study={study_name}-warm", f"hydra.sweeper.warm_start={study_name}", *choices)
+    assert second.returncode == 0, second.stderr
+    parent, trials = study_runs(store, f"{study_name}-warm")
+    assert parent.data.tags["warm_start_trials"] == "3" and len(trials) == 2
