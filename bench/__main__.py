@@ -4,10 +4,11 @@ Figures print as they are measured. Defaults take about twenty minutes on 2 CPU 
 filling the 5,000-trial histories and in the kill storms; ``--quick`` uses small sizes to check the
 bench itself runs. ``ui`` (screenshots of the MLflow UI in headless Chromium, about a minute) runs only when
 named: it needs Debian's ``chromium``. So does ``search`` (search quality on functions with known minima: every
-searcher x 10 seeds x budgets 25/50/100, about an hour on 2 free cores; ``--quick`` about a minute) and
+searcher x 10 seeds x budgets 25/50/100, about an hour on 2 free cores; ``--quick`` about a minute; ``--tables``
+on real HPO tables instead, issue 26) and
 ``multifidelity`` (pruners on learning curves, issue 22: regret against epochs spent, wall time with 1 and 4 workers;
 see ``bench/multifidelity``) and ``scale`` (N processes on one study beside Optuna's RDB storage, issue 24; see
-``bench/scale.py``).
+``bench/scale.py``) and ``importance`` (parameter importance at 100 to 10,000 trials, issue 25, seconds).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from bench import (
     chaos,
+    importance_time,
     multifidelity,
     overhead,
     parallel_trials,
@@ -29,10 +31,11 @@ from bench import (
 )
 from bench.search.functions import FUNCTIONS
 from bench.search.runner import SEARCHERS
+from bench.tables import TABLES
 from hpo_tune.strategies import STRATEGIES
 
 SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos", "ui", "search", "multifidelity",
-            "scale")
+            "scale", "importance")
 DEFAULT_SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos")  # the others only when named
 
 
@@ -52,8 +55,11 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=search.LEVELS,
                         help="search: values per numeric dimension of t_sampling's discretised spaces (default 5)")
     parser.add_argument("--real", action="store_true", help="search: add the smoke-scale LSTM and MNIST tasks")
-    parser.add_argument("--out", type=Path, help="search: folder for the CSV, PNG and summary "
-                                                 "(default bench/results/search, with --quick search-quick)")
+    parser.add_argument("--tables", nargs="*", choices=TABLES,
+                        help="search: real HPO tables (none named: all) instead of the functions, unless "
+                             "--functions names some")
+    parser.add_argument("--out", type=Path, help="search: folder for the CSV, PNG and summary (default "
+                                                 "bench/results/search; --quick search-quick; --tables search-tables)")
     parser.add_argument("--mf-searchers", nargs="+", choices=multifidelity.SEARCHERS,
                         help="multifidelity: searchers (default: all; quick TPESampler random)")
     parser.add_argument("--pruners", nargs="+", choices=multifidelity.PRUNERS,
@@ -85,10 +91,14 @@ def main() -> None:
     if "ui" in args.sections:
         ui.run()
     if "search" in args.sections:
-        search.run(args.functions or list(search.QUICK_FUNCTIONS if args.quick else FUNCTIONS),
-                   args.searchers or list(SEARCHERS), args.seeds or (2 if args.quick else 10),
+        tables = [] if args.tables is None else args.tables or list(TABLES)
+        functions = args.functions or ([] if tables else list(search.QUICK_FUNCTIONS if args.quick else FUNCTIONS))
+        search.run(functions + tables, args.searchers or list(SEARCHERS), args.seeds or (2 if args.quick else 10),
                    args.budgets or ([25] if args.quick else list(search.BUDGETS)), args.jobs, args.real,
-                   args.out or (search.QUICK_OUT if args.quick else search.OUT), args.levels)
+                   args.out or (search.TABLES_OUT if tables else search.QUICK_OUT if args.quick else search.OUT),
+                   args.levels)
+    if "importance" in args.sections:
+        importance_time.run([100, 1_000] if args.quick else [100, 1_000, 10_000])
     if "scale" in args.sections:
         scale.run([4] if args.quick else list(scale.WORKERS), list(scale.STORES), per_worker=2 if args.quick else 6)
     if "multifidelity" in args.sections:  # --seeds, --jobs and --out as for search

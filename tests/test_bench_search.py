@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import minimize
 
-from bench.search import run
+from bench.search import problem, run
 from bench.search.functions import (
     AMPLITUDES,
     ARGMINS,
@@ -27,7 +27,8 @@ from bench.search.functions import (
     observed_value,
     true_value,
 )
-from bench.search.runner import discretise, picked_curve
+from bench.search.runner import OPTUNA_SAMPLERS, discretise, picked_curve
+from bench.tables import BENCHMARKS, _table
 from hpo_tune.space import Choice
 from hpo_tune.trial import Trial, TrialState
 
@@ -110,6 +111,24 @@ def test_a_tiny_run_writes_the_csv_and_the_plot_and_tables_every_searcher(tmp_pa
     ok = rows[rows.status == "ok"]
     assert (ok.regret >= -1e-9).all() and (ok.trials <= ok.budget).all()
     assert set(rows.status) <= {"ok", "not accepted"}
-    for searcher in searchers:
-        assert sum(line.startswith(f"| {searcher} |") for line in text.splitlines()) == 3  # two budgets, ranks
+    for searcher in searchers:  # two budgets, ranks, and the project's against the Optuna samplers
+        lines = 3 + (searcher not in OPTUNA_SAMPLERS)
+        assert sum(line.startswith(f"| {searcher} |") for line in text.splitlines()) == lines
     assert (tmp_path / "summary.md").read_text() == text
+
+
+@pytest.mark.skipif(not BENCHMARKS.is_dir(), reason="the tables come with ../shared/benchmarks")
+def test_a_table_observes_its_seeds_and_scores_its_best_configuration_at_zero_regret():
+    """The regret rule of the benchmarks' README: the best observed trial, scored by its configuration's mean."""
+    task = problem("hpobench/australian")
+    results, means, best = _table(task.path)
+    key = max(means, key=means.get)
+    top = {name: values[int(k)] for (name, values), k in zip(task.dimensions.items(), key)}
+    worse = {**top, "depth": next(d for d in task.dimensions["depth"] if d != top["depth"])}
+    assert set(task.space()) == set(top) and task.key(top) == key
+    assert task.observe(top, 0, 3) in results[key] and task.observe(top, 0, 3) == task.observe(top, 0, 3)
+    # A lucky seed of a worse configuration after the best one: it is picked, and scored by its mean.
+    history = [Trial(0, top, TrialState.COMPLETE, best), Trial(1, worse, TrialState.COMPLETE, 2.0)]
+    regrets = np.array(picked_curve(task, history)) - task.minimum  # as ``with_regret`` takes them
+    assert regrets[0] == 0 == task.regret(top) and task.regret(worse) > 0
+    assert regrets[1] == pytest.approx(task.regret(worse))

@@ -6,11 +6,14 @@ apply, it tunes a training epoch by epoch) on each function (``functions``: Bran
 mixed int/choice Hartmann-6, each plain and noisy) for every seed and budget, in a process pool over
 (function, searcher, seed). Regret: the noise-free value of the trial with the best *observed* value,
 minus the function's minimum (see ``runner``). ``--real`` adds two smoke-scale trainings (``real``)
-on the first ``REAL_SEEDS`` seeds.
+on the first ``REAL_SEEDS`` seeds. ``--tables`` runs on real HPO tables instead (``bench.tables``: HPOBench MLPs,
+NAS-Bench-201; all seeds), a pick scored by its configuration's mean over the table's training seeds against the
+table's best mean, and writes to ``TABLES_OUT``.
 
 Printed, and written to ``--out`` as ``summary.md``: per budget the median regret of each searcher on
 each function, then each searcher's mean rank over the functions (ties averaged; no result, i.e. not
-accepted or an error, ranks last) and on how many functions its median beats random's. Also written:
+accepted or an error, ranks last) and on how many functions its median beats random's, then each searcher's
+wins, ties and losses against each Optuna sampler (medians compared per function). Also written:
 ``results.csv`` (one row per study: function, searcher, seed, budget, status, trials run and failed,
 regret, the picked configuration, seconds), ``curves.csv`` and ``regret.png`` (median regret against
 trials at the largest budget, one panel per function).
@@ -30,6 +33,7 @@ from tqdm import tqdm
 from bench.search import report
 from bench.search.functions import FUNCTIONS, Synthetic, floor
 from bench.search.runner import DISCRETISED, LEVELS, SEARCHERS, Job, Problem, run_job
+from bench.tables import TABLES, TableTask
 
 REAL = ("lstm_gold", "lr_mnist")
 REAL_SEEDS = 3
@@ -40,10 +44,14 @@ COLUMNS = ("function", "searcher", "seed", "budget", "status", "trials", "failed
            "best_observed_loss", "run_seconds", "picked", "note")  # results.csv
 OUT = Path(__file__).resolve().parent.parent / "results" / "search"
 QUICK_OUT = OUT.with_name("search-quick")  # --quick checks that the bench runs; git ignores its output
+TABLES_OUT = OUT.with_name("search-tables")
 
 
 def problem(name: str) -> Problem:
-    """A function or, for the names in ``REAL``, a real task (imported only then: it loads torch and data)."""
+    """A function, a table (``TABLES``) or, for the names in ``REAL``, a real task (imported only then: it loads
+    torch and data)."""
+    if name in TABLES:
+        return TableTask(name)
     if name in REAL:
         from bench.search.real import RealTask
 
@@ -76,10 +84,11 @@ def execute(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
 
 
 def with_regret(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows with ``reference`` (the known minimum, or for a real task the best loss any searcher observed
-    on it in this run) and ``regret`` (picked loss minus reference), in a stable order."""
+    """Rows with ``reference`` (the known minimum, a table's best mean as a loss, or for a real task the best loss
+    any searcher observed on it in this run) and ``regret`` (picked loss minus reference), in a stable order."""
     frame = pd.DataFrame(rows).sort_values(["function", "searcher", "seed", "budget"], kind="stable")
-    references = {f: Synthetic(f).minimum for f in frame.function.unique() if f in FUNCTIONS}
+    references = {f: (TableTask(f) if f in TABLES else Synthetic(f)).minimum for f in frame.function.unique()
+                  if f in FUNCTIONS or f in TABLES}
     for name in set(frame.function) - set(references):
         references[name] = frame.loc[frame.function == name, "best_observed_loss"].min()
     frame["reference"] = frame.function.map(references)
@@ -98,9 +107,10 @@ def run(functions: list[str], searchers: list[str], seeds: int, budgets: list[in
     rows = with_regret(execute(jobs, workers or os.cpu_count() or 1))
     text = report.summary(rows)
     discretised = [s for s in searchers if s in DISCRETISED]
-    if discretised and functions:
+    synthetic = [f for f in functions if f in FUNCTIONS]
+    if discretised and synthetic:
         text += (f"\n{', '.join(discretised)}: {levels} levels per numeric dimension; the lattice's own regret: "
-                 + ", ".join(f"{f} {floor(f, levels):.3g}" for f in functions) + "\n")
+                 + ", ".join(f"{f} {floor(f, levels):.3g}" for f in synthetic) + "\n")
     print(text, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     rows.drop(columns="curve").to_csv(out / "results.csv", index=False)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from bench.search.runner import ERROR, NOT_ACCEPTED
+from bench.search.runner import ERROR, NOT_ACCEPTED, OPTUNA_SAMPLERS
 from hpo_tune.plots import png, pyplot
 from hpo_tune.strategies.factorial.tables import markdown
 
@@ -43,9 +43,19 @@ def beats_random(table: pd.DataFrame) -> pd.Series:
     return wins.sum(axis=1).astype(str) + " of " + both.sum(axis=1).astype(str)
 
 
+def record(table: pd.DataFrame, other: str) -> pd.Series:
+    """'W / T / L': on how many of the functions both ran the searcher's median regret is below, equal to and
+    above ``other``'s (ties are common on tables, where searchers often pick the same configuration)."""
+    both = table.notna() & table.loc[other].notna()
+    wins, losses = ((table < table.loc[other]) & both).sum(axis=1), ((table > table.loc[other]) & both).sum(axis=1)
+    ties = both.sum(axis=1) - wins - losses
+    return wins.astype(str) + " / " + ties.astype(str) + " / " + losses.astype(str)
+
+
 def summary(rows: pd.DataFrame) -> str:
-    """Markdown: per budget the median regret table, then mean ranks and wins over random."""
-    parts, rank_columns = [], {}
+    """Markdown: per budget the median regret table, then mean ranks and wins over random, then each
+    searcher's record against the Optuna samplers that ran."""
+    parts, rank_columns, records = [], {}, {}
     for budget in sorted(rows.budget.unique()):
         table = medians(rows, budget)
         cells = table.map(lambda v: f"{v:.3g}").where(table.notna(), statuses(rows, budget))
@@ -55,8 +65,14 @@ def summary(rows: pd.DataFrame) -> str:
         rank_columns[f"mean rank, {budget}"] = ranks(table).map(lambda v: f"{v:.2f}")
         if "random" in table.index:
             rank_columns[f"beats random, {budget}"] = beats_random(table)
+        for sampler in (s for s in OPTUNA_SAMPLERS if s in table.index):
+            records[f"vs {sampler}, {budget}"] = record(table, sampler)
     parts.append("### Mean rank over the functions, and wins over random\n\n"
                  + markdown(pd.DataFrame(rank_columns).rename_axis("searcher").reset_index()))
+    if records:
+        own = pd.DataFrame(records).drop(index=list(OPTUNA_SAMPLERS), errors="ignore")
+        parts.append("### Wins / ties / losses against Optuna's samplers (median regret, per function)\n\n"
+                     + markdown(own.rename_axis("searcher").reset_index()))
     return "\n\n".join(parts) + "\n"
 
 
