@@ -227,3 +227,23 @@ def test_a_process_alone_claims_the_lowest_free_numbers_and_beside_rivals_spread
     assert all(p[0] in free[:16] for p in picks)  # among the lowest slots + rivals
     assert len({p[0] for p in picks}) >= 6  # sixteen rivals mostly claim different numbers, not all number 10
     assert Driver._spread(alone, [5, 6], 3, rivals=4) == [5, 6]  # fewer free than slots: all of them
+
+
+def test_lost_claims_widen_the_free_numbers_a_process_spreads_its_next_claims_over(monkeypatch):
+    """Rivals that the view misses (they started since the last read) show only as lost claims: each loss doubles
+    the rivals guessed, so the next claims spread wider instead of colliding on the lowest number again."""
+    import random
+    from types import SimpleNamespace
+
+    tried = []
+    real_start = InMemoryStore.start_trial
+
+    def start(self, number, proposal, device):
+        tried.append(number)
+        return None if len(tried) <= 4 else real_start(self, number, proposal, device)  # an unseen rival won
+
+    monkeypatch.setattr(InMemoryStore, "start_trial", start)
+    monkeypatch.setattr("hpo_tune.driver.random", SimpleNamespace(Random=lambda: random.Random(1)))
+    trials = run_in_memory(random_strategy(), square, 12)
+    assert tried[0] == 0 and len(set(tried[:5])) >= 3  # alone, the lowest; after losses, spread over more
+    assert sorted(t.number for t in trials) == list(range(12))  # and still every number, once

@@ -61,6 +61,7 @@ class Driver:
         self.explainer = Explainer(strategy if explain else None, pruner, seed, metric)
         self._standings: tuple[list[Trial] | None, Trial | None, int] = (None, None, 0)  # see _standing
         self._rng = random.Random()  # which free numbers to claim beside rivals (_spread): not the trials' content
+        self._unseen = 0  # rivals the view misses, guessed from lost claims (``_claim_slots``)
 
     def run(self) -> list[Trial]:
         record = self.record
@@ -180,9 +181,13 @@ class Driver:
         return proposed
 
     def _claim_slots(self, slots: int) -> int:
-        """Propose for up to ``slots`` free numbers, claim each and submit those won; how many were tried."""
+        """Propose for up to ``slots`` free numbers, claim each and submit those won; how many were tried.
+
+        A lost claim says the view misses rivals (processes that started trials since the last read): their
+        guessed number doubles with each loss and halves with each win, and widens the numbers claims are
+        spread over, so many processes starting together stop colliding on the lowest free numbers."""
         waiting = self.record.retries()
-        rivals = self.record.running_elsewhere(self._own())
+        rivals = self.record.running_elsewhere(self._own()) + self._unseen
         free = self._free(slots + len(waiting) + rivals)
         retries = {k: waiting[k] for k in free if k in waiting}
         batch = list(retries.items())[:slots]
@@ -194,6 +199,7 @@ class Driver:
         for number, proposal in batch:
             resume = self.record.resume_point(number) if number in retries else None
             run_id = self.record.start_trial(number, proposal, self.device)
+            self._unseen = max(1, 2 * self._unseen) if run_id is None else self._unseen // 2
             if run_id is None:
                 continue  # another process holds this number
             self.heartbeat.add(run_id)
