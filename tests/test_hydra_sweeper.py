@@ -179,6 +179,7 @@ def test_a_median_pruner_stops_curves_the_task_reports_to_current_trial(tiny_app
 @pytest.mark.parametrize(("overrides", "key"), [
     (["hydra.sweeper.strategy=nope", "hydra.sweeper.params.act=choice(relu, tanh)"], "hydra.sweeper.strategy"),
     (["hydra.sweeper.params.depth=choice(1, 2)"], "hydra.sweeper.params"),  # not a key of the app's config
+    (["hydra.sweeper.importance=anova", "hydra.sweeper.params.act=choice(relu, tanh)"], "hydra.sweeper.importance"),
     # a typo inside a sweep: tests/test_sweeper_space.py
 ])
 def test_a_bad_sweeper_setting_is_one_line_naming_it_and_nothing_is_tracked(tiny_app, tmp_path, overrides, key):

@@ -79,6 +79,7 @@ class HpoSweeperConf:
     max_retries: Any = 2
     checkpoint_every: Any = 0
     enqueue: Any = None
+    importance: str = "ped_anova"  # at the study's end: ped_anova, fanova or none
     warm_start: Any = None
     warm_start_values: str = "quantile"
     strategy_options: dict[str, Any] = field(default_factory=dict)
