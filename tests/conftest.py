@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -122,3 +123,16 @@ def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'mlflow.db'}"
     server = {"sqlite-server": "tracking_server", "postgres-server": "postgres_tracking_server"}[request.param]
     return request.getfixturevalue(server)
+
+
+def interrupted_at(call: int, objective: Callable[[Any], Any], calls: list[int]) -> Callable[[Any, Any], Any]:
+    """``objective`` that appends each trial's number to ``calls`` and raises KeyboardInterrupt (Ctrl-C) in the
+    ``call``-th: a study stopped mid-run, for the resume tests."""
+
+    def run(params: Any, trial: Any) -> Any:
+        calls.append(trial.number)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return objective(params)
+
+    return run

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from hpo_tune.storage.memory import MemoryStudy, run_in_memory
+from hpo_tune.storage.memory import run_in_memory
+from hpo_tune.storage.memory_runs import MemoryStudy
 from hpo_tune.strategies import Strategy
 from hpo_tune.trial import Trial
 

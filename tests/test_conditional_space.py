@@ -11,7 +11,7 @@ from hpo_tune.space import SearchSpace
 from hpo_tune.strategies import make_strategy
 from hpo_tune.strategies.bayes.encoding import INACTIVE, Encoding
 from hpo_tune.trial import Direction
-from tests.conftest import TINY, children, cli, runs
+from tests.conftest import TINY, children, cli, interrupted_at, runs
 from tests.driven import drive
 
 CONFIG = {
@@ -215,19 +215,13 @@ def test_api_tracks_only_active_params_and_a_resumed_study_reruns_nothing(sqlite
     kwargs = dict(strategy=strategy, n_trials=9, tracking_uri=sqlite, progress=False, poll_interval_s=0.1,
                   strategy_options={"n_startup_trials": 3} if strategy == "optuna_tpe" else {"n_initial": 3})
     calls = []
-
-    def stopped(params, trial):
-        calls.append(trial.number)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return loss(params)
-
+    stopped = interrupted_at(5, loss, calls)
     with pytest.raises(KeyboardInterrupt):
         optimize(stopped, CONFIG, study=f"{strategy}-stopped", **kwargs)
     before = list(calls)
-    resumed = optimize(lambda params, trial: stopped(params, trial), CONFIG, study=f"{strategy}-stopped", **kwargs)
+    resumed = optimize(stopped, CONFIG, study=f"{strategy}-stopped", **kwargs)
     assert calls[len(before):] == [4, 5, 6, 7, 8]  # the interrupted trial again, then the rest: nothing finished reruns
-    reference = optimize(lambda params: loss(params), CONFIG, study=f"{strategy}-reference", **kwargs)
+    reference = optimize(loss, CONFIG, study=f"{strategy}-reference", **kwargs)
     assert [(t.number, t.params) for t in resumed.trials] == [(t.number, t.params) for t in reference.trials]
     assert all(valid(t.params) for t in resumed.trials)
     kids = [k for k in children(sqlite, resumed.parent_run_id) if k.info.status == "FINISHED"]

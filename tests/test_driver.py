@@ -8,7 +8,8 @@ import pytest
 from hpo_tune.execution import InlineExecutor, Outcome
 from hpo_tune.explainer import ARTIFACT_INTERVAL_S, Explainer
 from hpo_tune.space import SearchSpace
-from hpo_tune.storage.memory import InMemoryStore, MemoryStudy, run_in_memory
+from hpo_tune.storage.memory import InMemoryStore, run_in_memory
+from hpo_tune.storage.memory_runs import MemoryStudy
 from hpo_tune.strategies import make_strategy
 from hpo_tune.trial import Direction, Proposal, Trial, TrialState
 

@@ -12,7 +12,8 @@ from hpo_tune.errors import ConfigError
 from hpo_tune.pruning import Pruner
 from hpo_tune.pruning.halving import Halving
 from hpo_tune.space import SearchSpace
-from hpo_tune.storage.memory import InMemoryStore, MemoryStudy, run_in_memory
+from hpo_tune.storage.memory import InMemoryStore, run_in_memory
+from hpo_tune.storage.memory_runs import MemoryStudy
 from hpo_tune.strategies import make_strategy
 from hpo_tune.trial import Direction, Trial, TrialState
 

@@ -13,7 +13,7 @@ from hpo_tune import optimize
 from hpo_tune.errors import ConfigError
 from hpo_tune.pareto import pareto_front
 from hpo_tune.trial import Direction, Trial, TrialState
-from tests.conftest import TINY, children, cli, runs
+from tests.conftest import TINY, children, cli, interrupted_at, runs
 
 SPACE = {"x": {"type": "float", "low": -1.0, "high": 3.0}, "y": {"type": "float", "low": -1.0, "high": 2.0}}
 DIRECTIONS, METRICS = ["minimize", "maximize"], ["near_origin", "near_two"]
@@ -87,16 +87,8 @@ def read(client, run_id, path):
 
 @pytest.mark.parametrize("strategy", ["nsga2", "optuna_tpe"])
 def test_an_interrupted_study_resumes_with_its_values_and_reruns_nothing_finished(strategy, store, study_name):
-    calls = []
-
-    def interrupted(params, trial):
-        calls.append(trial.number)
-        if len(calls) == 7:
-            raise KeyboardInterrupt
-        return two_objectives(params)
-
     with pytest.raises(KeyboardInterrupt):
-        study(interrupted, strategy, store, study_name)
+        study(interrupted_at(7, two_objectives, []), strategy, store, study_name)
     parent = runs(store, f"tags.study = '{study_name}'")[0]
     before = {int(k.data.tags["trial"]): k.info.run_id for k in children(store, parent.info.run_id)
               if k.info.status == "FINISHED"}

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import stats
 
 from hpo_tune.errors import ConfigError
 from hpo_tune.space import Choice, Params, SearchSpace
 from hpo_tune.strategies.base import Decision, Strategy
 from hpo_tune.strategies.t_sampling import tables
+from hpo_tune.strategies.t_sampling.model import probabilities, surviving
 from hpo_tune.strategies.t_sampling.plan import LEAST_SAMPLES, Plan, fit, worst_case
 from hpo_tune.strategies.t_sampling.snapshot import Judged, TSamplingSnapshot
 from hpo_tune.strategies.t_sampling.stages import (
@@ -144,30 +144,11 @@ class TSampling(Strategy):
     def probability(self, combination: Combination, criterion: float) -> float:
         """P(loss < criterion) under the Student-t model of the combination's samples."""
         samples = Samples.of([combination])
-        return float(self.probabilities(samples.n, samples.mean, samples.sd, criterion)[0])
-
-    def probabilities(self, n: np.ndarray, mean: np.ndarray, sd: np.ndarray, criterion: float) -> np.ndarray:
-        """``probability`` for a whole stage at once: one vectorised Student-t cdf."""
-        valid = n >= 2
-        safe_n = np.where(valid, n, 2)
-        spread = np.where(valid, sd, 0.0) * (np.sqrt(1 + 1 / safe_n) if self.scale == "predictive"
-                                             else 1 / np.sqrt(safe_n))
-        spread_ok = spread > 0
-        p = stats.t.cdf(criterion, df=safe_n - 1, loc=np.where(valid, mean, 0.0), scale=np.where(spread_ok, spread, 1))
-        p = np.where(spread_ok, p, (mean <= criterion).astype(float))
-        return np.where(valid, p, 0.0)
-
-    def _survivors(self, samples: Samples, keep: int | None) -> list[int]:
-        """Indices (in stage order) of the combinations with P(loss < criterion) >= alpha; when the budget
-        keeps only ``keep``, the most probable of them (then the lowest mean)."""
-        p = self.probabilities(samples.n, samples.mean, samples.sd, criterion(samples, LEAST_SAMPLES))
-        passing = np.flatnonzero(p >= self.alpha)
-        if keep is not None and len(passing) > keep:
-            passing = np.sort(passing[np.lexsort((passing, samples.mean[passing], -p[passing]))][:keep])
-        return passing.tolist()
+        return float(probabilities(samples.n, samples.mean, samples.sd, criterion, self.scale)[0])
 
     def survivors(self, stage: Stage) -> list[Combination]:
-        return [stage.combinations[i] for i in self._survivors(Samples.of(stage.combinations), stage.keep)]
+        kept = surviving(Samples.of(stage.combinations), stage.keep, self.alpha, self.scale)
+        return [stage.combinations[i] for i in kept]
 
     # -- reading the history ---------------------------------------------------------------------
 
@@ -224,11 +205,11 @@ class TSampling(Strategy):
         wants = samples.scheduled < plan.n_samples
         if self.sequential:
             bar = criterion(samples, plan.min_samples)
-            wants &= ~((samples.n >= plan.min_samples) & (self.probabilities(samples.n, samples.mean, samples.sd, bar)
-                                                          < self.alpha))
+            hopeless = probabilities(samples.n, samples.mean, samples.sd, bar, self.scale) < self.alpha
+            wants &= ~((samples.n >= plan.min_samples) & hopeless)
         ranked = np.flatnonzero(wants)[np.argsort(samples.scheduled[wants], kind="stable")].tolist()
         view = View(index, samples.scheduled.tolist(), wants.tolist(), ranked,
-                    [] if ranked else self._survivors(samples, keep))
+                    [] if ranked else surviving(samples, keep, self.alpha, self.scale))
         cache[number] = _Built(base, len(changes), stage, view, samples)
         return stage, view
 
@@ -340,8 +321,8 @@ class TSampling(Strategy):
         judged = []
         for stage in stages:
             samples = Samples.of(stage.combinations)
-            p = self.probabilities(samples.n, samples.mean, samples.sd, criterion(samples, LEAST_SAMPLES))
-            kept = tuple(stage.combinations[i].key for i in self._survivors(samples, stage.keep))
+            p = probabilities(samples.n, samples.mean, samples.sd, criterion(samples, LEAST_SAMPLES), self.scale)
+            kept = tuple(stage.combinations[i].key for i in surviving(samples, stage.keep, self.alpha, self.scale))
             judged.append(Judged(stage, tuple(p.tolist()), kept))
         return TSamplingSnapshot(order, tuple(judged), complete, self._winner(stages, order, complete), len(history),
                                  self.alpha, self.direction)
