@@ -15,13 +15,15 @@ as the worst loss seen so far (``failed: worst``, once two trials are complete) 
 (``failed: ignore``). Either way their numbers stay taken.
 
 **Surrogate (both).** Each configuration maps to a point u of a unit cube (``encoding``): a
-numeric dimension to one column in [0, 1] (log dimensions in log space), a choice of m values to a
-one-hot block of m columns. Losses are standardised, y~ = (y - mean) / sd (what scikit-learn's
-``normalize_y`` does; done here so the predictive can be computed from the fitted kernel). The
-kernel k = c * Matern_5/2(u, u'; l_1..l_D) + w * delta(u, u') has its amplitude c, length scales l
-and noise w fitted by maximum marginal likelihood (``GaussianProcessRegressor``, L-BFGS-B with
-restarts). With K = k(U, U) over the n observations (noise included) and k* = c * Matern(u, U)
-(noise excluded: EI is about the function, not about one noisy retraining) the latent predictive is
+numeric dimension to one column in [0, 1] (log dimensions in log space), a choice of numbers to one
+column holding its rank, any other choice of m values to a one-hot block of m columns. Losses are
+standardised, y~ = (y - mean) / sd (what scikit-learn's ``normalize_y`` does; done here so the
+predictive can be computed from the fitted kernel). The kernel
+k = c * Matern_5/2(u, u'; l_1..l_D) + w * delta(u, u'), one length scale per dimension of the space
+(a one-hot block's columns share theirs), has its amplitude c, length scales l and noise w fitted
+by maximum marginal likelihood (``GaussianProcessRegressor``, L-BFGS-B with restarts). With
+K = k(U, U) over the n observations (noise included) and k* = c * Matern(u, U) (noise excluded: EI
+is about the function, not about one noisy retraining) the latent predictive is
 
     f(u) | D ~ N(mu(u), s2(u)),   mu = k*' K^-1 y~,   s2 = c - k*' K^-1 k*.
 
@@ -83,20 +85,26 @@ fitted on the real observations, y+ still the real best). A lie collapses the un
 point, so the next proposal goes elsewhere. A BO number waits (is not proposed) while fewer than two
 trials are complete and some are pending; with nothing pending it falls back to a random draw.
 
-**Mixed spaces.** Choices are one-hot with the same Matern kernel, one length scale per column
-(ARD), rather than a Hamming or categorical kernel: it is the simple, standard encoding, it needs
-no kernel of our own, and the fitted length scales still tell which levels set the loss apart (two
-configurations that differ only in a choice are sqrt(2) apart in its block, whichever the levels).
+**Mixed spaces.** A choice of numbers (``batch_size: [16, 32, 64]``) is ordinal by default
+(``numeric_choices: ordinal``): one column holding its rank, level j of m at j / (m - 1), so the kernel
+carries what one level taught it to its neighbours; real HPO spaces are mostly such lattices (on the
+HPOBench tables, where every dimension is a list of values, one-hot encoding left both BOs behind
+Optuna's samplers). ``numeric_choices: categorical`` encodes it as any other choice. A choice of
+anything else is a one-hot block whose columns share one length scale (``GroupedMatern``: ARD over
+the space's dimensions, not the encoding's columns), so any two levels are sqrt(2) / l apart, a
+Hamming kernel, and a choice costs the kernel fit one hyperparameter instead of one per level.
 The cube between runnable configurations is a relaxation; the acquisition is only evaluated at
-projected points, ints snapped to their step and each one-hot block to the one-hot of its largest
-column, so EI scores configurations that can actually run (Garrido-Merchan & Hernandez-Lobato
-2020, "Dealing with categorical and integer-valued variables in Bayesian optimization with
-Gaussian processes"). Candidates: every configuration when all dimensions are discrete and there
-are at most 1,024 of them; else a dense grid (one numeric column) or a scrambled Sobol set over the
-relaxed cube, projected. From the best three, a local search: L-BFGS-B over the continuous
-columns with the discrete ones held, then greedy moves to the best discrete neighbour (an int one
-step up or down, a choice at another level) while EI improves. On spaces of floats and log floats
-alone this is the plain grid or Sobol search with L-BFGS-B from the best few.
+projected points, ints and ordinal choices snapped to their levels and each one-hot block to the
+one-hot of its largest column, so EI scores configurations that can actually run (Garrido-Merchan &
+Hernandez-Lobato 2020, "Dealing with categorical and integer-valued variables in Bayesian
+optimization with Gaussian processes"). Candidates: every configuration when all dimensions are
+discrete and there are at most 32,768 of them (HPOBench's 30,000 and NAS-Bench-201's 15,625 are
+scored whole, a few tens of ms); else a dense grid (one numeric column) or a scrambled Sobol set over
+the relaxed cube, projected, and from the best three a local search: L-BFGS-B over the continuous
+columns with the discrete ones held, then greedy moves to the best discrete neighbour (an int or
+ordinal choice one level up or down, a categorical choice at another level) while EI improves. On
+spaces of floats and log floats alone this is the plain grid or Sobol search with L-BFGS-B from the
+best few.
 
 **Conditional spaces.** An inactive dimension's columns are imputed with a fixed value outside the cube (-1, as
 SMAC's GP does), in the observations and in every projected candidate, and a proposal leaves it out

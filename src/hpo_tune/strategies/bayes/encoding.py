@@ -1,11 +1,15 @@
 """The search space as the surrogate sees it: points of a relaxed unit cube, and their projection onto runnable
 configurations.
 
-A numeric dimension takes one column, mapped to [0, 1] (log dimensions in log space); a choice of m values takes
-a one-hot block of m columns. The cube between those points is a relaxation: the optimiser may visit any point of
-it, but the acquisition is only evaluated at projected points (ints snapped to their step, each one-hot block to
-the one-hot of its largest column), so it scores configurations that can actually run (Garrido-Merchan and
-Hernandez-Lobato 2020).
+A numeric dimension takes one column, mapped to [0, 1] (log dimensions in log space). A choice of numbers is
+ordinal by default (``numeric_choices: ordinal``): one column holding its rank, level j of m at j / (m - 1), so
+``batch_size: [16, 32, 64, 128]`` is a lattice of four points on a line and the kernel can learn that 32 is
+between 16 and 64; ``categorical`` treats it as any other choice. A choice of anything else (strings, booleans) is
+categorical: a one-hot block of m columns that share one length scale in the kernel (``dimension_of``), so two
+levels are equally far apart whichever they are, a Hamming kernel. The cube between those points is a relaxation:
+the optimiser may visit any point of it, but the acquisition is only evaluated at projected points (ints and
+ordinal choices snapped to their levels, each one-hot block to the one-hot of its largest column), so it scores
+configurations that can actually run (Garrido-Merchan and Hernandez-Lobato 2020).
 
 In a conditional space an inactive dimension's columns hold ``INACTIVE`` (-1, outside the unit range), as SMAC
 imputes inactive hyperparameters for its Gaussian process: the surrogate sees one consistent vector per
@@ -22,31 +26,40 @@ import math
 
 import numpy as np
 
+from hpo_tune.errors import ConfigError
 from hpo_tune.space import Choice, Dimension, Float, Int, LogFloat, Params, SearchSpace
 
 INACTIVE = -1.0  # every column of an inactive dimension
+NUMERIC_CHOICES = ("ordinal", "categorical")  # how a choice of numbers is encoded
 
 
 class Encoding:
     """Params <-> points of the unit cube.
 
-    ``blocks[name]``: the slice of a dimension's columns; ``continuous``: the columns of float dimensions;
-    ``size``: how many configurations there are when every dimension is discrete (for a conditional space an upper
-    bound: the product counts inactive dimensions' levels), else None.
+    ``blocks[name]``: the slice of a dimension's columns; ``dimension_of``: for each column, the index of its
+    dimension (the kernel's length-scale groups); ``continuous``: the columns of float dimensions; ``size``: how many
+    configurations there are when every dimension is discrete (for a conditional space an upper bound: the product
+    counts inactive dimensions' levels), else None.
     """
 
-    def __init__(self, space: SearchSpace):
+    def __init__(self, space: SearchSpace, numeric_choices: str = "ordinal"):
+        if numeric_choices not in NUMERIC_CHOICES:
+            raise ConfigError("strategy.numeric_choices", f"must be one of {NUMERIC_CHOICES}, got {numeric_choices!r}")
         self.space = space
+        self.one_hot = {name for name, dim in space.items()
+                        if isinstance(dim, Choice) and (numeric_choices == "categorical" or not _numbers(dim))}
         self.blocks: dict[str, slice] = {}
         start = 0
         for name, dim in space.items():
-            width = len(dim.values) if isinstance(dim, Choice) else 1
+            width = len(dim.values) if name in self.one_hot else 1
             self.blocks[name] = slice(start, start + width)
             start += width
         self.width = start
+        self.dimension_of = np.repeat(np.arange(len(space)), [b.stop - b.start for b in self.blocks.values()])
         self.continuous = np.array([self.blocks[name].start for name, dim in space.items() if isinstance(dim, Float)],
                                    dtype=int)
         self.size = None if self.continuous.size else math.prod(_count(dim) for dim in space.values())
+        self._grid: np.ndarray | None = None
 
     def encode(self, params: Params) -> np.ndarray:
         point = np.zeros(self.width)
@@ -55,7 +68,7 @@ class Encoding:
             if name not in params:
                 point[block] = INACTIVE
             elif isinstance(dim, Choice):
-                point[block.start + _level(dim, params[name])] = 1.0
+                point[block] = self.level_rows(name)[_level(dim, params[name])]
             else:
                 point[block.start] = to_unit(dim, params[name])
         return point
@@ -65,24 +78,39 @@ class Encoding:
         inactive dimensions."""
         params: Params = {}
         for name, dim in self.space.items():
-            block = point[self.blocks[name]]
             if isinstance(dim, Choice):
-                params[name] = dim.values[int(np.argmax(block))]
+                params[name] = dim.values[int(self.levels_at(name, point[None, :])[0])]
             elif isinstance(dim, Int):
-                params[name] = dim.low + int(_index(dim, block[0])) * dim.step
+                params[name] = dim.low + int(self.levels_at(name, point[None, :])[0]) * dim.step
             else:
-                params[name] = float(np.clip(from_unit(dim, block[0]), dim.low, dim.high))
+                params[name] = float(np.clip(from_unit(dim, point[self.blocks[name].start]), dim.low, dim.high))
         return self.space.only_active(params)
+
+    def level_rows(self, name: str) -> np.ndarray:
+        """A discrete dimension's levels as its columns encode them, one row each (lowest level first)."""
+        dim = self.space[name]
+        if name in self.one_hot:
+            return np.eye(len(dim.values))
+        if isinstance(dim, Choice):
+            return _ranks(len(dim.values))[:, None]
+        return to_unit(dim, dim.low + dim.step * np.arange(_count(dim)))[:, None]
+
+    def levels_at(self, name: str, points: np.ndarray) -> np.ndarray:
+        """The level of a discrete dimension that each row stands for (the nearest one)."""
+        dim, block = self.space[name], self.blocks[name]
+        if name in self.one_hot:
+            return np.argmax(points[:, block], axis=1)
+        if isinstance(dim, Choice):
+            top = len(dim.values) - 1
+            return np.clip(np.round(points[:, block.start] * top), 0, top).astype(int)
+        return _index(dim, points[:, block.start])
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """Rows of the relaxed cube moved to the configurations they stand for (a copy)."""
         projected = np.clip(points, 0.0, 1.0)
         for name, dim in self.space.items():
-            block = self.blocks[name]
-            if isinstance(dim, Choice):
-                projected[:, block] = np.eye(len(dim.values))[np.argmax(projected[:, block], axis=1)]
-            elif isinstance(dim, Int):
-                projected[:, block.start] = to_unit(dim, dim.low + _index(dim, projected[:, block.start]) * dim.step)
+            if not isinstance(dim, Float):
+                projected[:, self.blocks[name]] = self.level_rows(name)[self.levels_at(name, projected)]
         return self._impute(projected)
 
     def _impute(self, projected: np.ndarray) -> np.ndarray:
@@ -94,44 +122,51 @@ class Encoding:
         for name in self.space.parents_first:
             on = np.ones(len(projected), dtype=bool)
             for parent, allowed in self.space.conditions.get(name, {}).items():
-                dim, block = self.space[parent], self.blocks[parent]
-                level = np.argmax(projected[:, block], axis=1) if isinstance(dim, Choice) else _index(
-                    dim, projected[:, block.start])
-                on &= active[parent] & np.isin(level, [_level(dim, value) if isinstance(dim, Choice)
-                                                       else (value - dim.low) // dim.step for value in allowed.values])
+                dim = self.space[parent]
+                levels = [_level(dim, value) if isinstance(dim, Choice) else (value - dim.low) // dim.step
+                          for value in allowed.values]
+                on &= active[parent] & np.isin(self.levels_at(parent, projected), levels)
             active[name] = on
             projected[~on, self.blocks[name]] = INACTIVE
         return projected
 
     def grid(self) -> np.ndarray:
         """Every configuration of a space whose dimensions are all discrete, encoded (``size`` rows; in a conditional
-        space each configuration once, so fewer)."""
-        levels = [np.eye(len(dim.values)) if isinstance(dim, Choice)
-                  else to_unit(dim, dim.low + dim.step * np.arange(_count(dim)))[:, None]
-                  for dim in self.space.values()]
-        rows = np.array([np.concatenate(row) for row in itertools.product(*levels)]).reshape(-1, self.width)
-        return np.unique(self._impute(rows), axis=0) if self.space.conditions else rows
+        space each configuration once, so fewer), built once (callers must not change it)."""
+        if self._grid is None:
+            levels = [self.level_rows(name) for name in self.space]
+            rows = np.array([np.concatenate(row) for row in itertools.product(*levels)]).reshape(-1, self.width)
+            self._grid = np.unique(self._impute(rows), axis=0) if self.space.conditions else rows
+        return self._grid
 
     def neighbours(self, point: np.ndarray) -> np.ndarray:
-        """Projected points one discrete move from ``point``: an int one step up or down, a choice at another level
-        (in a conditional space projected again: a move may switch a child on or off)."""
+        """Projected points one discrete move from ``point``: an int or ordinal choice one level up or down, a
+        categorical choice at another level (in a conditional space projected again: a move may switch a child on
+        or off)."""
         rows = []
         for name, dim in self.space.items():
-            block = self.blocks[name]
-            if isinstance(dim, Choice):
-                at = int(np.argmax(point[block]))
-                moves = [np.eye(len(dim.values))[j] for j in range(len(dim.values)) if j != at]
-            elif isinstance(dim, Int):
-                at = int(_index(dim, point[block.start]))
-                moves = [to_unit(dim, dim.low + j * dim.step) for j in (at - 1, at + 1) if 0 <= j < _count(dim)]
-            else:
+            if isinstance(dim, Float):
                 continue
-            for move in moves:
-                row = point.copy()
-                row[block] = move
-                rows.append(row)
+            block, levels = self.blocks[name], self.level_rows(name)
+            at = int(self.levels_at(name, point[None, :])[0])
+            others = (j for j in range(len(levels)) if j != at) if name in self.one_hot else (at - 1, at + 1)
+            for j in others:
+                if 0 <= j < len(levels):
+                    row = point.copy()
+                    row[block] = levels[j]
+                    rows.append(row)
         moved = np.array(rows).reshape(-1, self.width)
         return self.project(moved) if self.space.conditions else moved
+
+
+def _numbers(dim: Choice) -> bool:
+    """Whether every value of a choice is a number (booleans are not), so that its values have an order."""
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in dim.values)
+
+
+def _ranks(m: int) -> np.ndarray:
+    """Where an ordinal choice's m levels sit in its column."""
+    return np.linspace(0.0, 1.0, m) if m > 1 else np.zeros(1)
 
 
 def _level(dim: Choice, value: object) -> int:

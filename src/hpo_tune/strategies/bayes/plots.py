@@ -89,7 +89,8 @@ def _sweep(encoding: Encoding, name: str, point: np.ndarray) -> tuple[np.ndarray
     dimension's values, unrounded; a choice's level numbers)."""
     dim = encoding.space[name]
     if isinstance(dim, Choice):
-        values, x = np.eye(len(dim.values)), np.arange(len(dim.values))
+        values = encoding.level_rows(name)
+        x = np.arange(len(values))
     else:
         units = np.linspace(0.0, 1.0, SLICE_POINTS)
         values, x = units[:, None], from_unit(dim, units)
@@ -102,7 +103,7 @@ def _positions(encoding: Encoding, name: str, inputs: np.ndarray) -> np.ndarray:
     """Where encoded trials go on dimension ``name``'s x axis (as in ``_sweep``); NaN, so not drawn, where it was
     inactive."""
     dim, block = encoding.space[name], encoding.blocks[name]
-    at = np.argmax(inputs[:, block], axis=1) if isinstance(dim, Choice) else from_unit(dim, inputs[:, block.start])
+    at = encoding.levels_at(name, inputs) if isinstance(dim, Choice) else from_unit(dim, inputs[:, block.start])
     return np.where(inputs[:, block.start] == INACTIVE, np.nan, at)
 
 

@@ -32,8 +32,10 @@ from hpo_tune.trial import Direction, Proposal, Trial, TrialState
 
 FAILED_RULES = ("worst", "ignore")  # what a failed trial (e.g. a diverged training) tells the surrogate
 MIN_OBSERVATIONS = 2  # the surrogate's hyperparameters need two points
+MOST_INITIAL = 10  # random points before EI under ``n_initial: auto``, as Optuna's GPSampler and TPESampler start
 GRID_POINTS = 2049  # candidates along a single numeric column
-SOBOL_POINTS = 1024  # candidates in more columns; an all-discrete space this small is searched whole instead
+SOBOL_POINTS = 1024  # candidates in more columns
+WHOLE_GRID = 2**15  # an all-discrete space of at most this many configurations is scored whole instead
 REFINE_STARTS = 3  # local searches from the best candidates
 NEIGHBOUR_ROUNDS = 5  # moves of the discrete neighbour search from each start
 RANDOM_TRIES = 1000  # redraws past taken configurations (only a nearly exhausted discrete space needs many)
@@ -62,7 +64,9 @@ class _BayesianOptimisation(Strategy):
     """Random start, then EI maximisation under the predictive ``predictive`` defines.
 
     ``n_initial`` random draws first (>= 2: the surrogate needs two points; an earlier study's completed trials,
-    given by a warm start, count among them), then ``n_iterations``
+    given by a warm start, count among them; ``auto``: 2 for one dimension, as seed 001 starts its learning rate,
+    else twice the dimensions up to ``MOST_INITIAL``: on the HPOBench tables two random points then EI fell behind
+    Optuna's samplers, which start from 10), then ``n_iterations``
     EI proposals (None, the default: as many as the study's ``n_trials`` leaves); ``xi`` is EI's
     exploration trade-off (eq. 10) in the objective's units.
     ``failed``: ``worst`` counts a failed trial (a diverged training, say) as an observation of
@@ -76,10 +80,15 @@ class _BayesianOptimisation(Strategy):
     well under a second (``python -m bench proposals``).
     """
 
-    def __init__(self, space: SearchSpace, seed: int, direction: Direction, n_initial: int = 2,
+    def __init__(self, space: SearchSpace, seed: int, direction: Direction, n_initial: int | str = "auto",
                  n_iterations: int | None = None, xi: float = 0.01, failed: str = "worst",
-                 max_fit_points: int = 150, max_condition_points: int = 500):
+                 max_fit_points: int = 150, max_condition_points: int = 500, numeric_choices: str = "ordinal"):
         super().__init__(space, seed, direction)
+        if n_initial == "auto":
+            n_initial = MIN_OBSERVATIONS if len(space) == 1 else min(MOST_INITIAL, 2 * len(space))
+        if not isinstance(n_initial, int):
+            raise ConfigError("strategy.n_initial", f"must be an int >= {MIN_OBSERVATIONS} or 'auto', "
+                                                    f"got {n_initial!r}")
         if failed not in FAILED_RULES:
             raise ConfigError("strategy.failed", f"must be one of {FAILED_RULES}, got {failed!r}")
         self.failed = failed
@@ -96,7 +105,7 @@ class _BayesianOptimisation(Strategy):
         self.n_initial = n_initial
         self.n_iterations = n_iterations
         self.xi = xi
-        self.encoding = Encoding(space)
+        self.encoding = Encoding(space, numeric_choices)
 
     @abstractmethod
     def predictive(self, surrogate: Surrogate, points: np.ndarray) -> Predictive:
@@ -159,7 +168,7 @@ class _BayesianOptimisation(Strategy):
     def _model(self, inputs: list[np.ndarray], losses: list[float], pending: list[np.ndarray],
                rng: np.random.Generator) -> Model:
         return fit_model(np.asarray(inputs), losses, pending, self.xi, self.max_fit_points,
-                         self.max_condition_points, rng)
+                         self.max_condition_points, rng, self.encoding.dimension_of)
 
     def _next_params(self, inputs: list[np.ndarray], losses: list[float], pending: list[np.ndarray],
                      taken: set[tuple[Any, ...]], rng: np.random.Generator) -> Params:
@@ -172,19 +181,28 @@ class _BayesianOptimisation(Strategy):
         return self._draw(taken, rng)
 
     def _ranked(self, acquisition: Callable[[np.ndarray], np.ndarray], rng: np.random.Generator) -> np.ndarray:
-        """Projected candidates and the local optima found from the best few, best EI first (ties: candidates)."""
+        """Projected candidates and the local optima found from the best few, best EI first (ties: candidates); a
+        whole discrete space, best EI first."""
         candidates = self._candidates(rng)
         values = acquisition(candidates)
+        if self._whole:
+            return candidates[np.argsort(-values, kind="stable")]
         starts = np.argsort(-values, kind="stable")[:REFINE_STARTS]
         refined = [self._refine(candidates[i], values[i], acquisition) for i in starts]
         points = np.vstack([candidates, *(point for point, _ in refined)])
         scores = np.concatenate([values, [value for _, value in refined]])
         return points[np.argsort(-scores, kind="stable")]
 
+    @property
+    def _whole(self) -> bool:
+        """Whether the space is discrete and small enough to score every configuration."""
+        return self.encoding.size is not None and self.encoding.size <= WHOLE_GRID
+
     def _candidates(self, rng: np.random.Generator) -> np.ndarray:
-        """Every configuration of a small discrete space; else a 1-D grid or a scrambled Sobol set, projected."""
+        """Every configuration of a discrete space of at most ``WHOLE_GRID``; else a 1-D grid or a scrambled Sobol
+        set, projected."""
         encoding = self.encoding
-        if encoding.size is not None and encoding.size <= SOBOL_POINTS:
+        if self._whole:
             return encoding.grid()
         if encoding.width == 1:
             relaxed = np.linspace(0.0, 1.0, GRID_POINTS)[:, None]
@@ -257,11 +275,12 @@ class GammaBO(_BayesianOptimisation):
 
     name = "gamma_bo"
 
-    def __init__(self, space: SearchSpace, seed: int, direction: Direction, n_initial: int = 2,
+    def __init__(self, space: SearchSpace, seed: int, direction: Direction, n_initial: int | str = "auto",
                  n_iterations: int | None = None, xi: float = 0.01, failed: str = "worst",
-                 max_fit_points: int = 150, max_condition_points: int = 500, a0: float = 1.0, b0: float = 1.0):
+                 max_fit_points: int = 150, max_condition_points: int = 500, numeric_choices: str = "ordinal",
+                 a0: float = 1.0, b0: float = 1.0):
         super().__init__(space, seed, direction, n_initial, n_iterations, xi, failed, max_fit_points,
-                         max_condition_points)
+                         max_condition_points, numeric_choices)
         for key, value in (("a0", a0), ("b0", b0)):
             if not value > 0:
                 raise ConfigError(f"strategy.{key}", f"must be > 0, got {value}")

@@ -108,18 +108,46 @@ class Model:
         return sign * (self.mean + self.sd * standardised)
 
 
+class GroupedMatern(Matern):
+    """A Matern kernel with one length scale per *group* of input columns (``groups[c]``: column c's group), shared by
+    the group's columns: ARD over the space's dimensions rather than over the encoding's columns. Over a choice's
+    one-hot block the distance between two levels is then sqrt(2) / l whichever they are (a Hamming kernel), and
+    a choice of m levels costs the marginal-likelihood fit one hyperparameter instead of m.
+
+    The gradient with respect to a group's log length scale is the sum of the columns' (chain rule: every column's
+    log length scale is that one)."""
+
+    def __init__(self, groups: np.ndarray, length_scale: float | np.ndarray = 1.0,
+                 length_scale_bounds: tuple[float, float] = (1e-5, 1e5), nu: float = 1.5):
+        super().__init__(length_scale, length_scale_bounds, nu)
+        self.groups = groups
+
+    def __call__(self, X: np.ndarray, Y: np.ndarray | None = None,
+                 eval_gradient: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        columns = Matern(np.atleast_1d(self.length_scale)[self.groups], self.length_scale_bounds, self.nu)
+        if not eval_gradient:
+            return columns(X, Y)
+        gram, gradient = columns(X, Y, eval_gradient=True)
+        if self.hyperparameter_length_scale.fixed:
+            return gram, gradient
+        membership = np.eye(np.atleast_1d(self.length_scale).size)[self.groups]  # columns x groups
+        return gram, gradient @ membership
+
+
 def fit_model(inputs: np.ndarray, losses: Sequence[float], pending: Sequence[np.ndarray], xi: float,
-              max_fit_points: int, max_condition_points: int, rng: np.random.Generator) -> Model:
+              max_fit_points: int, max_condition_points: int, rng: np.random.Generator,
+              groups: np.ndarray | None = None) -> Model:
     """Fit the kernel on (a subset of) the observations, then condition on them and on the lies at pending points.
 
-    One Matern length scale per input column (ARD): a choice's one-hot columns each get their own, so the kernel
-    learns how much each level sets the loss apart.
+    One Matern length scale per group of input columns (``groups``, by default one per column: ARD), so the kernel
+    learns how much each dimension sets the loss apart.
     """
     y = np.asarray(losses)
     mean, sd = float(y.mean()), float(y.std()) or 1.0
     targets = (y - mean) / sd
+    groups = np.arange(inputs.shape[1]) if groups is None else groups
     kernel = (ConstantKernel(1.0, (1e-2, 1e2))
-              * Matern(np.full(inputs.shape[1], 0.3), (1e-2, 1e1), nu=2.5)
+              * GroupedMatern(groups, np.full(groups.max() + 1, 0.3), (1e-2, 1e1), nu=2.5)
               + WhiteKernel(1e-2, (1e-6, 1e0)))
     gp = GaussianProcessRegressor(kernel, alpha=JITTER, n_restarts_optimizer=GP_RESTARTS,
                                   random_state=int(rng.integers(2**31 - 1)))
