@@ -1,6 +1,8 @@
 """How the BOs see a discrete space: choices of numbers as ordinal lattices, other choices under one shared length
 scale (a Hamming kernel), and a discrete space small enough scored whole."""
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy.optimize import approx_fprime
@@ -33,7 +35,7 @@ def test_a_choice_of_numbers_is_one_ordinal_column_and_other_choices_are_one_hot
     assert len(encoding.grid()) == encoding.size == 5 * 4 * 3 * 2
     assert {tuple(encoding.decode(row).values()) for row in encoding.grid()} == {
         tuple(p.values()) for p in (dict(zip(TABLE, values)) for values in
-                                    __import__("itertools").product(*(d.values for d in TABLE.values())))}
+                                    itertools.product(*(d.values for d in TABLE.values())))}
     # an ordinal level moves one step at a time, a categorical one to any other level
     moves = [encoding.decode(row) for row in encoding.neighbours(point)]
     assert sorted(m["lr"] for m in moves if m["lr"] != 1e-3) == [1e-4, 1e-2]

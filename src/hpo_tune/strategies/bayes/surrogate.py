@@ -135,17 +135,15 @@ class GroupedMatern(Matern):
 
 
 def fit_model(inputs: np.ndarray, losses: Sequence[float], pending: Sequence[np.ndarray], xi: float,
-              max_fit_points: int, max_condition_points: int, rng: np.random.Generator,
-              groups: np.ndarray | None = None) -> Model:
+              max_fit_points: int, max_condition_points: int, rng: np.random.Generator, groups: np.ndarray) -> Model:
     """Fit the kernel on (a subset of) the observations, then condition on them and on the lies at pending points.
 
-    One Matern length scale per group of input columns (``groups``, by default one per column: ARD), so the kernel
-    learns how much each dimension sets the loss apart.
+    One Matern length scale per group of input columns (``groups``: the space's dimensions), so the kernel learns how
+    much each dimension sets the loss apart.
     """
     y = np.asarray(losses)
     mean, sd = float(y.mean()), float(y.std()) or 1.0
     targets = (y - mean) / sd
-    groups = np.arange(inputs.shape[1]) if groups is None else groups
     kernel = (ConstantKernel(1.0, (1e-2, 1e2))
               * GroupedMatern(groups, np.full(groups.max() + 1, 0.3), (1e-2, 1e1), nu=2.5)
               + WhiteKernel(1e-2, (1e-6, 1e0)))
