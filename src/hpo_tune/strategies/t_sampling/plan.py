@@ -59,6 +59,11 @@ def worst_case(sizes: Sequence[int]) -> int:
     return sum(math.prod(sizes[: j + 1]) for j in range(1, len(sizes)))
 
 
+def least_trials(sizes: Sequence[int], pilot: int = 0) -> int:
+    """The smallest budget that reaches a final decision (the **Minimum** rule); ``fit`` refuses any below it."""
+    return pilot + LEAST_SAMPLES * (sizes[0] * sizes[1] + sum(sizes[2:]))
+
+
 def fit(requested: int | None, min_samples: int | None, sizes: Sequence[int], pilot: int, n_trials: int,
         widest: bool = False) -> tuple[Plan, str | None]:
     """The plan for ``n_trials`` and a one-line note on what it chose (None when it changed nothing).
@@ -68,7 +73,7 @@ def fit(requested: int | None, min_samples: int | None, sizes: Sequence[int], pi
     is the widest order rather than the one that will run.
     """
     first, later = sizes[0] * sizes[1], sizes[2:]
-    least = pilot + LEAST_SAMPLES * (first + sum(later))
+    least = least_trials(sizes, pilot)
     if n_trials < least:
         parts = f"{LEAST_SAMPLES} samples for each of the {first} stage-1 combinations"
         if later:
