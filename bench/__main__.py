@@ -8,7 +8,9 @@ searcher x 10 seeds x budgets 25/50/100, about an hour on 2 free cores; ``--quic
 on real HPO tables instead, issue 26) and
 ``multifidelity`` (pruners on learning curves, issue 22: regret against epochs spent, wall time with 1 and 4 workers;
 see ``bench/multifidelity``) and ``scale`` (N processes on one study beside Optuna's RDB storage, issue 24; see
-``bench/scale.py``) and ``importance`` (parameter importance at 100 to 10,000 trials, issue 25, seconds).
+``bench/scale.py``) and ``importance`` (parameter importance at 100 to 10,000 trials, issue 25, seconds) and
+``t-sampling-domain`` (where t_sampling beats random and TPE, by dimensions and conditions on sub-spaces of real
+tables, issue 26; see ``bench/search/domain.py``).
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from bench import (
     training_throughput,
     ui,
 )
+from bench.search import domain
 from bench.search.functions import FUNCTIONS
 from bench.search.runner import SEARCHERS
 from bench.tables import TABLES
 from hpo_tune.strategies import STRATEGIES
 
 SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos", "ui", "search", "multifidelity",
-            "scale", "importance")
+            "scale", "importance", "t-sampling-domain")
 DEFAULT_SECTIONS = ("tracking", "overhead", "parallel", "proposals", "training", "chaos")  # the others only when named
 
 
@@ -51,15 +54,21 @@ def main() -> None:
     parser.add_argument("--searchers", nargs="+", choices=SEARCHERS, help="search: searchers (default: all)")
     parser.add_argument("--seeds", type=int, help="search: seeds 0..N-1 (default 10; quick 2)")
     parser.add_argument("--budgets", type=int, nargs="+", help="search: trial budgets (default 25 50 100; quick 25)")
-    parser.add_argument("--jobs", type=int, help="search: worker processes (default: the CPU count)")
+    parser.add_argument("--jobs", type=int, help="search: worker processes (default: the CPU count; "
+                                                  "t-sampling-domain 1)")
     parser.add_argument("--levels", type=int, default=search.LEVELS,
                         help="search: values per numeric dimension of t_sampling's discretised spaces (default 5)")
     parser.add_argument("--real", action="store_true", help="search: add the smoke-scale LSTM and MNIST tasks")
     parser.add_argument("--tables", nargs="*", choices=TABLES,
                         help="search: real HPO tables (none named: all) instead of the functions, unless "
-                             "--functions names some")
+                             "--functions names some; t-sampling-domain: the tables to cut (default hpobench/kc1 "
+                             "hpobench/phoneme nasbench201/cifar100; none named: all)")
     parser.add_argument("--out", type=Path, help="search: folder for the CSV, PNG and summary (default "
                                                  "bench/results/search; --quick search-quick; --tables search-tables)")
+    parser.add_argument("--dims", type=int, nargs="+", choices=domain.DIMS,
+                        help="t-sampling-domain: dimensions per sub-space (default 2..6; quick 2 3)")
+    parser.add_argument("--conditions", type=int, nargs="+", choices=domain.CONDITIONS,
+                        help="t-sampling-domain: conditions per dimension (default 2..5; quick 2 3)")
     parser.add_argument("--mf-searchers", nargs="+", choices=multifidelity.SEARCHERS,
                         help="multifidelity: searchers (default: all; quick TPESampler random)")
     parser.add_argument("--pruners", nargs="+", choices=multifidelity.PRUNERS,
@@ -97,6 +106,14 @@ def main() -> None:
                    args.budgets or ([25] if args.quick else list(search.BUDGETS)), args.jobs, args.real,
                    args.out or (search.TABLES_OUT if tables else search.QUICK_OUT if args.quick else search.OUT),
                    args.levels)
+    if "t-sampling-domain" in args.sections:  # --tables (none named: all), --seeds, --jobs and --out as for search
+        quick = args.quick
+        named = args.tables or list(domain.QUICK_TABLES if quick else domain.TABLES)
+        tables = list(TABLES) if args.tables == [] else named
+        domain.run(tables, args.dims or list(domain.QUICK_DIMS if quick else domain.DIMS),
+                   args.conditions or list(domain.QUICK_CONDITIONS if quick else domain.CONDITIONS),
+                   args.seeds or (2 if quick else 10), args.jobs or 1,
+                   args.out or (domain.QUICK_OUT if quick else domain.OUT))
     if "importance" in args.sections:
         importance_time.run([100, 1_000] if args.quick else [100, 1_000, 10_000])
     if "scale" in args.sections:

@@ -22,6 +22,7 @@ trials at the largest budget, one panel per function).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -68,16 +69,17 @@ def jobs_for(functions: list[str], searchers: list[str], seeds: int, budgets: li
             for searcher in ordered for name, n_seeds in problems for seed in range(n_seeds)]
 
 
-def execute(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
-    """Run the jobs, in a pool of ``workers`` spawned processes with one BLAS/OMP thread each (inline for 1)."""
+def execute(jobs: list[Job], workers: int, problems: Callable[[str], Problem] = problem) -> list[dict[str, Any]]:
+    """Run the jobs, in a pool of ``workers`` spawned processes with one BLAS/OMP thread each (inline for 1);
+    ``problems`` builds a job's problem from its name (a module-level function, for the spawned workers)."""
     rows: list[dict[str, Any]] = []
     if workers == 1:
         for job in tqdm(jobs, desc="search", unit="job"):
-            rows += run_job(job, problem)
+            rows += run_job(job, problems)
         return rows
     os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))  # inherited by the workers, read as they import
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, job, problem) for job in jobs]
+        futures = [pool.submit(run_job, job, problems) for job in jobs]
         for future in tqdm(as_completed(futures), total=len(futures), desc="search", unit="job"):
             rows += future.result()
     return rows
