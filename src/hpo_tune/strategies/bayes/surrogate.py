@@ -1,5 +1,5 @@
-"""The BOs' surrogate: a GP of standardised losses, its Gaussian and Student-t predictives, and EI (see the package
-docstring for the formulas)."""
+"""The BOs' surrogate: a GP of standardised (or rank-warped) losses, its Gaussian and Student-t predictives, and EI
+(see the package docstring for the formulas)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\
 
 GP_RESTARTS = 1  # extra random starts of the marginal-likelihood fit
 JITTER = 1e-10  # scikit-learn's default alpha, kept so the surrogate matches its fit
+WARPINGS = ("rank", "none")  # what the GP is fitted to: normal scores of the losses' ranks, or standardised losses
 
 
 @dataclass(frozen=True)
@@ -92,20 +93,30 @@ def expected_improvement(predictive: Predictive, best: float, xi: float) -> np.n
 
 @dataclass(frozen=True)
 class Model:
-    """A conditioned surrogate with the standardisation of the losses it was built on."""
+    """A conditioned surrogate with the map from the losses it was built on to its targets."""
 
     surrogate: Surrogate
-    best: float  # the best observed loss, standardised
-    xi: float  # standardised
+    best: float  # the best observed loss, as a target
+    xi: float  # in the targets' units
     mean: float
     sd: float
+    warp: tuple[np.ndarray, np.ndarray] | None = None  # (targets, standardised losses), sorted, under rank warping
 
     def ei(self, predictive: Predictive) -> np.ndarray:
         return expected_improvement(predictive, self.best, self.xi)
 
-    def objective(self, standardised: np.ndarray, sign: float) -> np.ndarray:
-        """Standardised losses back in the objective's units (``sign`` -1 for a maximised objective)."""
+    def objective(self, targets: np.ndarray, sign: float) -> np.ndarray:
+        """Targets back in the objective's units (``sign`` -1 for a maximised objective); under rank warping,
+        interpolated between the observed losses and held at the extremes beyond them (for plots)."""
+        standardised = targets if self.warp is None else np.interp(targets, *self.warp)
         return sign * (self.mean + self.sd * standardised)
+
+
+def rank_scores(losses: np.ndarray) -> np.ndarray:
+    """Normal scores of the losses' ranks, ties at their mean rank: a Gaussian copula of the losses. One training
+    that diverges, or a region of dead architectures, no longer squeezes every good loss into one standardised
+    value, so the GP can tell the good ones apart (HEBO and Salinas et al. 2020 warp the outputs for this reason)."""
+    return stats.norm.ppf((stats.rankdata(losses) - 0.5) / len(losses))
 
 
 class GroupedMatern(Matern):
@@ -135,15 +146,20 @@ class GroupedMatern(Matern):
 
 
 def fit_model(inputs: np.ndarray, losses: Sequence[float], pending: Sequence[np.ndarray], xi: float,
-              max_fit_points: int, max_condition_points: int, rng: np.random.Generator, groups: np.ndarray) -> Model:
+              max_fit_points: int, max_condition_points: int, rng: np.random.Generator, groups: np.ndarray,
+              warping: str) -> Model:
     """Fit the kernel on (a subset of) the observations, then condition on them and on the lies at pending points.
 
     One Matern length scale per group of input columns (``groups``: the space's dimensions), so the kernel learns how
-    much each dimension sets the loss apart.
+    much each dimension sets the loss apart. ``warping``: the targets are the standardised losses (``none``) or their
+    rank scores (``rank``, see ``rank_scores``); ``xi`` is divided by the losses' standard deviation either way, as
+    both kinds of target have unit spread.
     """
     y = np.asarray(losses)
     mean, sd = float(y.mean()), float(y.std()) or 1.0
-    targets = (y - mean) / sd
+    standardised = (y - mean) / sd
+    targets = rank_scores(y) if warping == "rank" else standardised
+    warp = (np.sort(targets), np.sort(standardised)) if warping == "rank" else None
     kernel = (ConstantKernel(1.0, (1e-2, 1e2))
               * GroupedMatern(groups, np.full(groups.max() + 1, 0.3), (1e-2, 1e1), nu=2.5)
               + WhiteKernel(1e-2, (1e-6, 1e0)))
@@ -154,7 +170,7 @@ def fit_model(inputs: np.ndarray, losses: Sequence[float], pending: Sequence[np.
     best = float(targets.min())
     kept = _subset(targets, max_condition_points, rng)
     lies = np.concatenate([targets[kept], np.full(len(pending), best)])
-    return Model(Surrogate(gp.kernel_, np.vstack([inputs[kept], *pending]), lies), best, xi / sd, mean, sd)
+    return Model(Surrogate(gp.kernel_, np.vstack([inputs[kept], *pending]), lies), best, xi / sd, mean, sd, warp)
 
 
 def _subset(targets: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
