@@ -13,13 +13,15 @@ sub-space that misses the table's best counts against no one.
 
 Printed and written to ``--out`` as ``summary.md``: per budget and opponent, a d x m grid of t_sampling's wins / ties
 / losses over the tables (median regret over the seeds, compared per table), then the medians; also ``results.csv``
-(one row per study) and ``domain.png`` (heatmaps of t_sampling's median regret minus each opponent's).
+(one row per study, the pick as its table key) and ``domain.png`` (per budget and opponent, a d x m heatmap of the
+median over the tables of t_sampling's median regret minus the opponent's, with the wins / ties / losses).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import json
 import re
 import time
 from pathlib import Path
@@ -44,6 +46,7 @@ CONDITIONS = (2, 3, 4, 5)
 QUICK_DIMS, QUICK_CONDITIONS = (2, 3), (2, 3)
 CAP = 200  # trials, for the doubled budget
 POINTS = {"hpobench": 100.0, "nasbench201": 1.0}  # regret to accuracy points: HPOBench is a fraction, NAS percent
+SATURATE = 1.0  # accuracy points at which the heatmaps' colours saturate
 KINDS = ("least", "2x least")
 OUT = Path(__file__).resolve().parents[1] / "results" / "t-sampling-domain"
 QUICK_OUT = OUT.with_name("t-sampling-domain-quick")  # --quick checks that the bench runs; git ignores it
@@ -129,17 +132,20 @@ def jobs_for(tables: list[str], dims: list[int], conditions: list[int], seeds: i
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:
-    """The studies' rows with their cell, budget kind and regret (native units: a fraction on HPOBench)."""
-    data = pd.DataFrame(rows).drop(columns="curve")
+    """The studies' rows with their cell, budget kind, regret (native units: a fraction on HPOBench) and the pick as
+    its table key, without the strategies' notes (15,000 studies stay a small file). Regret is rounded to 1e-9:
+    configurations of equal mean differ by float noise (1e-14), which must not decide a win."""
+    data = pd.DataFrame(rows)
     cells = data.function.map(sub_table)
-    data.insert(0, "table", cells.map(lambda c: c.table))
-    data.insert(1, "dims", cells.map(lambda c: c.dims))
-    data.insert(2, "conditions", cells.map(lambda c: c.conditions))
-    data.insert(3, "least", cells.map(lambda c: c.least()))
+    data["table"], data["dims"] = cells.map(lambda c: c.table), cells.map(lambda c: c.dims)
+    data["conditions"], data["least"] = cells.map(lambda c: c.conditions), cells.map(lambda c: c.least())
     data["kind"] = np.where(data.budget == data.least, KINDS[0], KINDS[1])
-    data["regret"] = data.picked_loss - cells.map(lambda c: c.minimum)
+    data["regret"] = (data.picked_loss - cells.map(lambda c: c.minimum)).round(9)
+    data["run_seconds"] = data.run_seconds.round(4)
+    data["key"] = [cell.key(json.loads(picked)) if status == "ok" else ""
+                   for cell, picked, status in zip(cells, data.picked, data.status)]
     order = ["table", "dims", "conditions", "least", "kind", "budget", "searcher", "seed", "status", "regret",
-             "trials", "failed", "run_seconds", "picked", "note"]
+             "trials", "run_seconds", "key"]
     return data[order].sort_values(["table", "dims", "conditions", "budget", "searcher", "seed"], ignore_index=True)
 
 
@@ -186,27 +192,27 @@ def summary(data: pd.DataFrame, seconds: float) -> str:
 
 
 def plot(data: pd.DataFrame) -> bytes:
-    """Per table (rows) and opponent and budget (columns): a d x m heatmap of t_sampling's median regret minus the
-    opponent's, in accuracy points (blue: t_sampling better)."""
+    """Per budget (rows) and opponent (columns): a d x m heatmap of the median over the tables of t_sampling's median
+    regret minus the opponent's, in accuracy points (blue: t_sampling better; saturating at ``SATURATE``), each cell
+    with its wins / ties / losses."""
     plt = pyplot()
     table = medians(data)
-    names = list(data.table.unique())
-    panels = [(opponent, kind) for opponent in OPPONENTS for kind in KINDS]
-    fig, axes = plt.subplots(len(names), len(panels), figsize=(2.6 * len(panels), 2.4 * len(names)), squeeze=False)
-    for row, name in zip(axes, names):
-        for ax, (opponent, kind) in zip(row, panels):
-            at = table.xs((name, kind), level=("table", "kind"))
-            gap = (at.t_sampling - at[opponent]).unstack("conditions")
-            limit = float(np.nanmax(np.abs(gap.to_numpy()), initial=0.0)) or 1.0
-            ax.imshow(gap.to_numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, origin="lower", aspect="auto")
+    fig, axes = plt.subplots(len(KINDS), len(OPPONENTS), figsize=(4.2 * len(OPPONENTS), 3.6 * len(KINDS)),
+                             squeeze=False)
+    for row, kind in zip(axes, KINDS):
+        at = table.xs(kind, level="kind")
+        for ax, opponent in zip(row, OPPONENTS):
+            gap = (at.t_sampling - at[opponent]).groupby(level=["dims", "conditions"]).median().unstack("conditions")
+            grid = records(table, kind, opponent).set_index("d")
+            ax.imshow(gap.to_numpy(), cmap="RdBu_r", vmin=-SATURATE, vmax=SATURATE, origin="lower", aspect="auto")
             for (i, j), value in np.ndenumerate(gap.to_numpy()):
-                if np.isfinite(value):
-                    ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=7)
+                ax.text(j, i, f"{value:+.2f}\n{grid.loc[gap.index[i], f'm = {gap.columns[j]}']}", ha="center",
+                        va="center", fontsize=7)
             ax.set_xticks(range(gap.shape[1]), gap.columns)
             ax.set_yticks(range(gap.shape[0]), gap.index)
-            ax.set_xlabel("m (conditions)", fontsize=8)
+            ax.set_xlabel("m (conditions per dimension)", fontsize=8)
             ax.set_ylabel("d (dimensions)", fontsize=8)
-            ax.set_title(f"{name.partition('/')[2]}: t_sampling - {opponent}, {kind}", fontsize=7)
+            ax.set_title(f"t_sampling - {opponent}, {kind} budget", fontsize=9)
     return png(fig)
 
 
