@@ -22,6 +22,10 @@ hyperparameter's v conditions, known only when its predecessor ends. Hence three
 With ``order_by: sensitivity`` the order is unknown until the pilot has run, so the plan assumes the
 widest one (conditions in decreasing number), which bounds every order. The plan depends only on the
 space, the options and ``n_trials``, so a resumed study with the same budget makes the same decisions.
+
+Where this pays (``python -m bench t-sampling-domain``, issue 26, on sub-spaces of real tables at the least budget and
+twice it): level with or slightly ahead of random search and TPE up to 3 hyperparameters of 3 conditions, behind TPE
+from 4 hyperparameters or 4 conditions on, and ahead of random there only on unordered categorical spaces.
 """
 
 from __future__ import annotations
