@@ -1,5 +1,5 @@
 """How the BOs see a discrete space: choices of numbers as ordinal lattices, other choices under one shared length
-scale (a Hamming kernel), and a discrete space small enough scored whole."""
+scale (a Hamming kernel) or one per level, and a discrete space small enough scored whole."""
 
 import itertools
 
@@ -27,7 +27,7 @@ TABLE = SearchSpace.from_config({  # the shape of HPOBench's MLP table: every di
 def test_a_choice_of_numbers_is_one_ordinal_column_and_other_choices_are_one_hot():
     encoding = Encoding(TABLE)
     assert [encoding.blocks[n].stop - encoding.blocks[n].start for n in TABLE] == [1, 1, 3, 2]  # booleans: no order
-    assert encoding.dimension_of.tolist() == [0, 1, 2, 2, 2, 3, 3]
+    assert encoding.groups.tolist() == [0, 1, 2, 2, 2, 3, 3]
     params = {"lr": 1e-3, "batch": 128, "opt": "adam", "bias": False}
     point = encoding.encode(params)
     np.testing.assert_allclose(point, [0.5, 1.0, 0, 1, 0, 0, 1])
@@ -62,6 +62,23 @@ def test_numeric_choices_can_be_categorical_and_a_bad_value_is_one_config_error(
     assert GaussianProcessBO(TABLE, 0, Direction.MINIMIZE, numeric_choices="categorical").encoding.width == 14
     with pytest.raises(ConfigError, match="strategy.numeric_choices.*ordinal.*got 'rank'"):
         GammaBO(TABLE, 0, Direction.MINIMIZE, numeric_choices="rank")
+
+
+def test_choice_kernel_auto_shares_a_choice_s_length_scale_on_discrete_spaces_only():
+    mixed = SearchSpace.from_config({"x": {"type": "float", "low": 0.0, "high": 1.0},
+                                     "opt": {"type": "choice", "values": ["sgd", "adam", "rmsprop"]}})
+    assert Encoding(TABLE).choice_kernel == "hamming" and Encoding(mixed).choice_kernel == "per_level"
+    assert Encoding(mixed).groups.tolist() == [0, 1, 2, 3]
+    assert Encoding(mixed, choice_kernel="hamming").groups.tolist() == [0, 1, 1, 1]
+    assert Encoding(TABLE, choice_kernel="per_level").groups.tolist() == list(range(7))
+    for kernel, scales in (("hamming", 4), ("per_level", 7)):  # the fitted kernel has one length scale per group
+        bo = GaussianProcessBO(TABLE, 0, Direction.MINIMIZE, choice_kernel=kernel)
+        rng = np.random.default_rng(0)
+        inputs = [bo.encoding.encode(TABLE.sample(rng)) for _ in range(8)]
+        model = bo._model(inputs, list(rng.random(8)), [], rng)
+        assert np.atleast_1d(model.surrogate.signal.k2.length_scale).size == scales
+    with pytest.raises(ConfigError, match="strategy.choice_kernel.*'per_level'.*got 'overlap'"):
+        GammaBO(mixed, 0, Direction.MINIMIZE, choice_kernel="overlap")
 
 
 def test_grouped_matern_shares_a_length_scale_within_a_group_and_its_gradient_is_right():

@@ -99,9 +99,13 @@ trials are complete and some are pending; with nothing pending it falls back to 
 carries what one level taught it to its neighbours; real HPO spaces are mostly such lattices (on the
 HPOBench tables, where every dimension is a list of values, one-hot encoding left both BOs behind
 Optuna's samplers). ``numeric_choices: categorical`` encodes it as any other choice. A choice of
-anything else is a one-hot block whose columns share one length scale (``GroupedMatern``: ARD over
-the space's dimensions, not the encoding's columns), so any two levels are sqrt(2) / l apart, a
-Hamming kernel, and a choice costs the kernel fit one hyperparameter instead of one per level.
+anything else is a one-hot block. Under ``choice_kernel: hamming`` its columns share one length scale
+(``GroupedMatern``: ARD over the space's dimensions, not the encoding's columns), so any two levels are
+sqrt(2) / l apart, a Hamming kernel, and a choice costs the kernel fit one hyperparameter instead of
+one per level; ``per_level`` gives each column its own. ``auto`` takes ``hamming`` on a discrete space
+(on NAS-Bench-201 it is what lets the BOs keep up with the TPEs at 50 trials) and ``per_level`` where a
+dimension is continuous (on the noisy mixed Hartmann-6, ``gamma_bo`` under ``hamming`` stayed on the
+wrong amplitude in most seeds).
 The cube between runnable configurations is a relaxation; the acquisition is only evaluated at
 projected points, ints and ordinal choices snapped to their levels and each one-hot block to the
 one-hot of its largest column, so EI scores configurations that can actually run (Garrido-Merchan &

@@ -1,15 +1,18 @@
 """The search space as the surrogate sees it: points of a relaxed unit cube, and their projection onto runnable
 configurations.
 
-A numeric dimension takes one column, mapped to [0, 1] (log dimensions in log space). A choice of numbers is
-ordinal by default (``numeric_choices: ordinal``): one column holding its rank, level j of m at j / (m - 1), so
-``batch_size: [16, 32, 64, 128]`` is a lattice of four points on a line and the kernel can learn that 32 is
-between 16 and 64; ``categorical`` treats it as any other choice. A choice of anything else (strings, booleans) is
-categorical: a one-hot block of m columns that share one length scale in the kernel (``dimension_of``), so two
-levels are equally far apart whichever they are, a Hamming kernel. The cube between those points is a relaxation:
-the optimiser may visit any point of it, but the acquisition is only evaluated at projected points (ints and
-ordinal choices snapped to their levels, each one-hot block to the one-hot of its largest column), so it scores
-configurations that can actually run (Garrido-Merchan and Hernandez-Lobato 2020).
+A numeric dimension takes one column, mapped to [0, 1] (log dimensions in log space). A choice of numbers is ordinal
+by default (``numeric_choices: ordinal``): one column holding its rank, level j of m at j / (m - 1), so
+``batch_size: [16, 32, 64, 128]`` is a lattice of four points on a line and the kernel can learn that 32 is between
+16 and 64; ``categorical`` treats it as any other choice. A choice of anything else (strings, booleans) is
+categorical: a one-hot block of m columns. With ``choice_kernel: hamming`` the block's columns share one length
+scale in the kernel (``groups``), so two levels are equally far apart whichever they are, a Hamming kernel, and a
+choice costs the kernel fit one hyperparameter; with ``per_level`` each column has its own, so some levels can lie
+closer together than others, at one hyperparameter per level. ``auto`` takes ``hamming`` on a discrete space and
+``per_level`` where a dimension is continuous (the README's search-quality section has the figures). The cube
+between those points is a relaxation: the optimiser may visit any point of it, but the acquisition is only evaluated
+at projected points (ints and ordinal choices snapped to their levels, each one-hot block to the one-hot of its
+largest column), so it scores configurations that can actually run (Garrido-Merchan and Hernandez-Lobato 2020).
 
 In a conditional space an inactive dimension's columns hold ``INACTIVE`` (-1, outside the unit range), as SMAC
 imputes inactive hyperparameters for its Gaussian process: the surrogate sees one consistent vector per
@@ -31,18 +34,19 @@ from hpo_tune.space import Choice, Dimension, Float, Int, LogFloat, Params, Sear
 
 INACTIVE = -1.0  # every column of an inactive dimension
 NUMERIC_CHOICES = ("ordinal", "categorical")  # how a choice of numbers is encoded
+CHOICE_KERNELS = ("hamming", "per_level")  # one length scale per one-hot block, or one per column
 
 
 class Encoding:
     """Params <-> points of the unit cube.
 
-    ``blocks[name]``: the slice of a dimension's columns; ``dimension_of``: for each column, the index of its
-    dimension (the kernel's length-scale groups); ``continuous``: the columns of float dimensions; ``size``: how many
-    configurations there are when every dimension is discrete (for a conditional space an upper bound: the product
-    counts inactive dimensions' levels), else None.
+    ``blocks[name]``: the slice of a dimension's columns; ``groups``: for each column, the index of its length scale
+    in the kernel (its dimension's, or under ``per_level`` a one-hot column's own); ``continuous``: the columns of
+    float dimensions; ``size``: how many configurations there are when every dimension is discrete (for a
+    conditional space an upper bound: the product counts inactive dimensions' levels), else None.
     """
 
-    def __init__(self, space: SearchSpace, numeric_choices: str = "ordinal"):
+    def __init__(self, space: SearchSpace, numeric_choices: str = "ordinal", choice_kernel: str = "auto"):
         if numeric_choices not in NUMERIC_CHOICES:
             raise ConfigError("strategy.numeric_choices", f"must be one of {NUMERIC_CHOICES}, got {numeric_choices!r}")
         self.space = space
@@ -55,9 +59,16 @@ class Encoding:
             self.blocks[name] = slice(start, start + width)
             start += width
         self.width = start
-        self.dimension_of = np.repeat(np.arange(len(space)), [b.stop - b.start for b in self.blocks.values()])
         self.continuous = np.array([self.blocks[name].start for name, dim in space.items() if isinstance(dim, Float)],
                                    dtype=int)
+        if choice_kernel == "auto":
+            choice_kernel = "per_level" if self.continuous.size else "hamming"
+        if choice_kernel not in CHOICE_KERNELS:
+            raise ConfigError("strategy.choice_kernel", f"must be one of {CHOICE_KERNELS} or 'auto', "
+                                                        f"got {choice_kernel!r}")
+        self.choice_kernel = choice_kernel
+        self.groups = (np.repeat(np.arange(len(space)), [b.stop - b.start for b in self.blocks.values()])
+                       if choice_kernel == "hamming" else np.arange(self.width))
         self.size = None if self.continuous.size else math.prod(_count(dim) for dim in space.values())
         self._grid: np.ndarray | None = None
 
