@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import minimize
 
-from bench.search import problem, run
+from bench.search import problem, run, with_regret
 from bench.search.functions import (
     AMPLITUDES,
     ARGMINS,
@@ -27,6 +27,7 @@ from bench.search.functions import (
     observed_value,
     true_value,
 )
+from bench.search.report import medians, record
 from bench.search.runner import OPTUNA_SAMPLERS, discretise, picked_curve
 from bench.tables import BENCHMARKS, _table
 from hpo_tune.space import Choice
@@ -132,3 +133,14 @@ def test_a_table_observes_its_seeds_and_scores_its_best_configuration_at_zero_re
     regrets = np.array(picked_curve(task, history)) - task.minimum  # as ``with_regret`` takes them
     assert regrets[0] == 0 == task.regret(top) and task.regret(worse) > 0
     assert regrets[1] == pytest.approx(task.regret(worse))
+
+
+def test_picks_of_equal_value_but_for_float_noise_tie_in_the_records():
+    """Two searchers that pick configurations of the same value (1e-14 apart in floating point) tie, not win."""
+    rows = [{"function": "branin", "searcher": searcher, "seed": 0, "budget": 10, "status": "ok", "trials": 10,
+             "failed": 0, "picked_loss": BRANIN_MINIMUM + 0.5 + noise, "best_observed_loss": 0.0, "run_seconds": 0.0,
+             "picked": "", "note": "", "curve": []}
+            for searcher, noise in (("random", 0.0), ("TPESampler", 1e-14), ("gp_bo", -0.1))]
+    table = medians(with_regret(rows), 10)
+    assert record(table, "TPESampler").to_dict() == {"TPESampler": "0 / 1 / 0", "gp_bo": "1 / 0 / 0",
+                                                     "random": "0 / 1 / 0"}

@@ -87,14 +87,16 @@ def execute(jobs: list[Job], workers: int, problems: Callable[[str], Problem] = 
 
 def with_regret(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows with ``reference`` (the known minimum, a table's best mean as a loss, or for a real task the best loss
-    any searcher observed on it in this run) and ``regret`` (picked loss minus reference), in a stable order."""
+    any searcher observed on it in this run) and ``regret`` (picked loss minus reference, rounded to 1e-12: two
+    configurations of equal mean on a table can differ by 1e-14 in floating point, which would decide a tie), in a
+    stable order."""
     frame = pd.DataFrame(rows).sort_values(["function", "searcher", "seed", "budget"], kind="stable")
     references = {f: (TableTask(f) if f in TABLES else Synthetic(f)).minimum for f in frame.function.unique()
                   if f in FUNCTIONS or f in TABLES}
     for name in set(frame.function) - set(references):
         references[name] = frame.loc[frame.function == name, "best_observed_loss"].min()
     frame["reference"] = frame.function.map(references)
-    frame["regret"] = frame.picked_loss - frame.reference
+    frame["regret"] = (frame.picked_loss - frame.reference).round(12)
     order = {name: k for k, name in enumerate(SEARCHERS)}
     frame = frame.sort_values("searcher", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     return frame[[*COLUMNS, "curve"]]
