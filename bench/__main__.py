@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=search.LEVELS,
                         help="search: values per numeric dimension of t_sampling's discretised spaces (default 5)")
     parser.add_argument("--real", action="store_true", help="search: add the smoke-scale LSTM and MNIST tasks")
+    parser.add_argument("--keep", action="store_true", help="search: keep the other searchers' results already in "
+                                                            "--out (re-run only the searchers named)")
     parser.add_argument("--tables", nargs="*", choices=TABLES,
                         help="search: real HPO tables (none named: all) instead of the functions, unless "
                              "--functions names some; t-sampling-domain: the tables to cut (default hpobench/kc1 "
@@ -105,7 +107,7 @@ def main() -> None:
         search.run(functions + tables, args.searchers or list(SEARCHERS), args.seeds or (2 if args.quick else 10),
                    args.budgets or ([25] if args.quick else list(search.BUDGETS)), args.jobs, args.real,
                    args.out or (search.TABLES_OUT if tables else search.QUICK_OUT if args.quick else search.OUT),
-                   args.levels)
+                   args.levels, args.keep)
     if "t-sampling-domain" in args.sections:  # --tables (none named: all), --seeds, --jobs and --out as for search
         quick = args.quick
         named = args.tables or list(domain.QUICK_TABLES if quick else domain.TABLES)

@@ -144,3 +144,15 @@ def test_picks_of_equal_value_but_for_float_noise_tie_in_the_records():
     table = medians(with_regret(rows), 10)
     assert record(table, "TPESampler").to_dict() == {"TPESampler": "0 / 1 / 0", "gp_bo": "1 / 0 / 0",
                                                      "random": "0 / 1 / 0"}
+
+
+def test_keep_re_runs_only_the_searchers_named_and_keeps_the_others_results(tmp_path):
+    run(["branin"], ["random", "TPESampler"], seeds=2, budgets=[6], workers=1, out=tmp_path)
+    before = pd.read_csv(tmp_path / "results.csv")
+    text = run(["branin"], ["random"], seeds=1, budgets=[6], workers=1, out=tmp_path, keep=True)
+    after = pd.read_csv(tmp_path / "results.csv")
+    assert list(after.searcher) == ["TPESampler"] * 2 + ["random"]  # the searchers' order, the new run's seeds
+    pd.testing.assert_frame_equal(after[after.searcher == "TPESampler"].reset_index(drop=True),
+                                  before[before.searcher == "TPESampler"].reset_index(drop=True))
+    assert set(pd.read_csv(tmp_path / "curves.csv").searcher) == {"random", "TPESampler"}
+    assert "| random |" in text and "| TPESampler |" in text

@@ -103,12 +103,24 @@ def with_regret(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def run(functions: list[str], searchers: list[str], seeds: int, budgets: list[int], workers: int | None = None,
-        real: bool = False, out: Path = OUT, levels: int = LEVELS) -> str:
-    """Run the bench, print and write its tables and plot; returns the summary (markdown)."""
+        real: bool = False, out: Path = OUT, levels: int = LEVELS, keep: bool = False) -> str:
+    """Run the bench, print and write its tables and plot; returns the summary (markdown). ``keep``: the other
+    searchers' rows and curves already in ``out`` join this run's, so a change to one strategy re-runs only it
+    (the bench is deterministic: a searcher whose code did not change gives the same figures)."""
     jobs = jobs_for(functions, searchers, seeds, budgets, real, levels)
     print(f"\nSearch quality: {len(jobs)} jobs ({len(functions) + real * len(REAL)} problems x "
           f"{len(searchers)} searchers x up to {seeds} seeds), budgets {budgets}", flush=True)
     rows = with_regret(execute(jobs, workers or os.cpu_count() or 1))
+    curve = report.curves(rows)
+    rows = rows.drop(columns="curve")
+    if keep and (out / "results.csv").is_file():
+        kept = pd.read_csv(out / "results.csv")
+        kept_curves = pd.read_csv(out / "curves.csv")
+        order = {name: k for k, name in enumerate(SEARCHERS)}
+        rows = pd.concat([kept[~kept.searcher.isin(searchers)].assign(regret=lambda f: f.regret.round(12)), rows])
+        rows = rows.sort_values(["searcher", "function", "seed", "budget"], key=lambda c: c.map(order)
+                                if c.name == "searcher" else c, kind="stable").reset_index(drop=True)
+        curve = pd.concat([kept_curves[~kept_curves.searcher.isin(searchers)], curve], ignore_index=True)
     text = report.summary(rows)
     discretised = [s for s in searchers if s in DISCRETISED]
     synthetic = [f for f in functions if f in FUNCTIONS]
@@ -117,8 +129,7 @@ def run(functions: list[str], searchers: list[str], seeds: int, budgets: list[in
                  + ", ".join(f"{f} {floor(f, levels):.3g}" for f in synthetic) + "\n")
     print(text, flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    rows.drop(columns="curve").to_csv(out / "results.csv", index=False)
-    curve = report.curves(rows)
+    rows.to_csv(out / "results.csv", index=False)
     curve.to_csv(out / "curves.csv", index=False)
     (out / "regret.png").write_bytes(report.plot(curve))
     (out / "summary.md").write_text(text)
