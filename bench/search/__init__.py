@@ -122,7 +122,7 @@ def run(functions: list[str], searchers: list[str], seeds: int, budgets: list[in
                                 if c.name == "searcher" else c, kind="stable").reset_index(drop=True)
         curve = pd.concat([kept_curves[~kept_curves.searcher.isin(searchers)], curve], ignore_index=True)
     text = report.summary(rows)
-    discretised = [s for s in searchers if s in DISCRETISED]
+    discretised = [s for s in rows.searcher.unique() if s in DISCRETISED]  # kept ones too
     synthetic = [f for f in functions if f in FUNCTIONS]
     if discretised and synthetic:
         text += (f"\n{', '.join(discretised)}: {levels} levels per numeric dimension; the lattice's own regret: "
