@@ -121,6 +121,7 @@ def run(functions: list[str], searchers: list[str], seeds: int, budgets: list[in
         rows = rows.sort_values(["searcher", "function", "seed", "budget"], key=lambda c: c.map(order)
                                 if c.name == "searcher" else c, kind="stable").reset_index(drop=True)
         curve = pd.concat([kept_curves[~kept_curves.searcher.isin(searchers)], curve], ignore_index=True)
+        curve = curve.sort_values("searcher", key=lambda c: c.map(order), kind="stable")  # the plot's colours
     text = report.summary(rows)
     discretised = [s for s in rows.searcher.unique() if s in DISCRETISED]  # kept ones too
     synthetic = [f for f in functions if f in FUNCTIONS]
