@@ -7,7 +7,8 @@ batches) for those whose state lives in trial tags (t_sampling's stages, factori
 per_epoch's lineages); the history read-back from MLflow, which every proposal also pays, is timed separately
 (``python -m bench tracking``). A strategy that finishes by design before N trials (factorial_grid)
 is timed at the largest history it reaches. ``t_sampling:wide`` is t_sampling on a space whose stage 1
-has 5,000 combinations, so a proposal at N = 5,000 is made in the middle of that stage.
+has 5,000 combinations, so a proposal at N = 5,000 is made in the middle of that stage. ``gp_bo:table`` and
+``gp_bo:cell`` (and ``gamma_bo``'s) time the BOs on the real tables' shapes, where they score every configuration.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ WIDE_CONDITIONS = {"h0": {"type": "choice", "values": list(range(100))},
 FACTORS = {"conv": {"type": "int", "low": 3, "high": 6}, "dense": {"type": "int", "low": 1, "high": 3},
            "trainer.lr": {"type": "log_float", "low": 1e-3, "high": 0.1}}
 LEARNING_RATE = {"trainer.lr": {"type": "log_float", "low": 1e-4, "high": 0.5}}
+# the real tables' shapes (bench.tables), where the BOs score every configuration: HPOBench's MLP (five choices of
+# numbers, 30,000 configurations) and NAS-Bench-201's cell (six choices of five operations, 15,625)
+TABLE = {name: {"type": "choice", "values": [kind(round(float(v), 8)) for v in np.geomspace(low, high, levels)]}
+         for name, low, high, levels, kind in (("alpha", 1e-8, 1.0, 10, float), ("batch_size", 4, 256, 10, round),
+                                               ("depth", 1, 3, 3, round), ("learning_rate_init", 1e-5, 1.0, 10, float),
+                                               ("width", 16, 1024, 10, round))}
+CELL = {f"Op{k}": {"type": "choice", "values": ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
+                                                "avg_pool_3x3"]} for k in range(6)}
 
 
 def cases(size: int) -> dict[str, tuple[Mapping[str, Any], dict[str, Any]]]:
@@ -47,6 +56,10 @@ def cases(size: int) -> dict[str, tuple[Mapping[str, Any], dict[str, Any]]]:
         "optuna_tpe": (CONTINUOUS, {}),
         "gp_bo": (CONTINUOUS, {"n_iterations": size}),
         "gamma_bo": (CONTINUOUS, {"n_iterations": size}),
+        "gp_bo:table": (TABLE, {"n_iterations": size}),
+        "gamma_bo:table": (TABLE, {"n_iterations": size}),
+        "gp_bo:cell": (CELL, {"n_iterations": size}),
+        "gamma_bo:cell": (CELL, {"n_iterations": size}),
         "t_sampling": (CONDITIONS, {"n_samples": 20}),
         "t_sampling:wide": (WIDE_CONDITIONS, {"n_samples": 2}),
         "factorial_grid": (FACTORS, {}),
