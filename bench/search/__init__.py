@@ -97,9 +97,14 @@ def with_regret(rows: list[dict[str, Any]]) -> pd.DataFrame:
         references[name] = frame.loc[frame.function == name, "best_observed_loss"].min()
     frame["reference"] = frame.function.map(references)
     frame["regret"] = (frame.picked_loss - frame.reference).round(12)
+    return in_searcher_order(frame, "function", "seed", "budget")[[*COLUMNS, "curve"]]
+
+
+def in_searcher_order(frame: pd.DataFrame, *within: str) -> pd.DataFrame:
+    """Rows by searcher in ``SEARCHERS``' order (the tables' rows and the plot's colours), then by ``within``."""
     order = {name: k for k, name in enumerate(SEARCHERS)}
-    frame = frame.sort_values("searcher", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
-    return frame[[*COLUMNS, "curve"]]
+    return frame.sort_values(["searcher", *within], key=lambda c: c.map(order) if c.name == "searcher" else c,
+                             kind="stable").reset_index(drop=True)
 
 
 def run(functions: list[str], searchers: list[str], seeds: int, budgets: list[int], workers: int | None = None,
@@ -114,14 +119,9 @@ def run(functions: list[str], searchers: list[str], seeds: int, budgets: list[in
     curve = report.curves(rows)
     rows = rows.drop(columns="curve")
     if keep and (out / "results.csv").is_file():
-        kept = pd.read_csv(out / "results.csv")
-        kept_curves = pd.read_csv(out / "curves.csv")
-        order = {name: k for k, name in enumerate(SEARCHERS)}
-        rows = pd.concat([kept[~kept.searcher.isin(searchers)].assign(regret=lambda f: f.regret.round(12)), rows])
-        rows = rows.sort_values(["searcher", "function", "seed", "budget"], key=lambda c: c.map(order)
-                                if c.name == "searcher" else c, kind="stable").reset_index(drop=True)
-        curve = pd.concat([kept_curves[~kept_curves.searcher.isin(searchers)], curve], ignore_index=True)
-        curve = curve.sort_values("searcher", key=lambda c: c.map(order), kind="stable")  # the plot's colours
+        kept, kept_curves = pd.read_csv(out / "results.csv"), pd.read_csv(out / "curves.csv")
+        rows = in_searcher_order(pd.concat([kept[~kept.searcher.isin(searchers)], rows]), "function", "seed", "budget")
+        curve = in_searcher_order(pd.concat([kept_curves[~kept_curves.searcher.isin(searchers)], curve]))
     text = report.summary(rows)
     discretised = [s for s in rows.searcher.unique() if s in DISCRETISED]  # kept ones too
     synthetic = [f for f in functions if f in FUNCTIONS]
