@@ -6,13 +6,14 @@ import itertools
 import numpy as np
 import pytest
 from scipy.optimize import approx_fprime
-from sklearn.gaussian_process.kernels import Matern
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from hpo_tune.errors import ConfigError
 from hpo_tune.space import SearchSpace
 from hpo_tune.strategies.bayes import GammaBO, GaussianProcessBO
 from hpo_tune.strategies.bayes.encoding import Encoding
-from hpo_tune.strategies.bayes.surrogate import GroupedMatern
+from hpo_tune.strategies.bayes.surrogate import JITTER, GroupedMatern, NegativeLikelihood
 from hpo_tune.trial import Direction
 from tests.driven import drive
 
@@ -81,19 +82,29 @@ def test_choice_kernel_auto_shares_a_choice_s_length_scale_on_discrete_spaces_on
         GammaBO(mixed, 0, Direction.MINIMIZE, choice_kernel="overlap")
 
 
-def test_grouped_matern_shares_a_length_scale_within_a_group_and_its_gradient_is_right():
+def test_grouped_matern_shares_a_length_scale_within_a_group():
     groups = np.array([0, 1, 1, 1])  # a numeric column, then a one-hot block of three levels
-    kernel = GroupedMatern(groups, np.array([0.4, 0.7]), (1e-2, 1e1), nu=2.5)
+    kernel = GroupedMatern(groups, np.array([0.4, 0.7]), (1e-2, 1e1))
     x = np.array([[0.1, 1, 0, 0], [0.1, 0, 1, 0], [0.1, 0, 0, 1], [0.9, 1, 0, 0]])
     gram = kernel(x)
     np.testing.assert_allclose(gram, Matern([0.4, 0.7, 0.7, 0.7], nu=2.5)(x))
     assert gram[0, 1] == pytest.approx(gram[0, 2]) == pytest.approx(gram[1, 2])  # any two levels: equally far
-    _, gradient = kernel(x, eval_gradient=True)
-    assert gradient.shape == (4, 4, 2)
-    for i, j in ((0, 1), (0, 3), (1, 3)):
-        def entry(theta, i=i, j=j):
-            return kernel.clone_with_theta(theta)(x)[i, j]
-        np.testing.assert_allclose(gradient[i, j], approx_fprime(kernel.theta, entry, 1e-7), atol=1e-5)
+
+
+def test_the_likelihood_is_scikit_learns_and_its_gradient_is_right():
+    groups = np.array([0, 1, 1, 1, 2])
+    rng = np.random.default_rng(0)
+    x = np.hstack([rng.random((12, 1)), np.eye(3)[rng.integers(3, size=12)], rng.random((12, 1))])
+    y = rng.normal(size=12)
+    kernel = (ConstantKernel(1.0, (1e-2, 1e2)) * GroupedMatern(groups, np.full(3, 0.3), (1e-2, 1e1))
+              + WhiteKernel(1e-2, (1e-6, 1e0)))
+    reference = GaussianProcessRegressor(kernel, alpha=JITTER, optimizer=None).fit(x, y)
+    likelihood = NegativeLikelihood(x, y, groups)
+    for theta in (kernel.theta, np.log([2.0, 0.1, 1.5, 4.0, 1e-3])):
+        value, gradient = likelihood(theta)
+        assert value == pytest.approx(-reference.log_marginal_likelihood(theta), rel=1e-10)
+        np.testing.assert_allclose(gradient, approx_fprime(theta, lambda t: likelihood(t)[0], 1e-7), rtol=1e-4,
+                                   atol=1e-5)
 
 
 WIDE = SearchSpace.from_config({  # 10 x 10 x 3 configurations

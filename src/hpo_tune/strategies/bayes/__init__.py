@@ -29,7 +29,8 @@ distances ranks drop (measured: Branin's and Hartmann-6's regrets grew tenfold),
 002's learning rates keep the paper's model. The kernel
 k = c * Matern_5/2(u, u'; l_1..l_D) + w * delta(u, u'), one length scale per dimension of the space
 (a one-hot block's columns share theirs), has its amplitude c, length scales l and noise w fitted
-by maximum marginal likelihood (``GaussianProcessRegressor``, L-BFGS-B with restarts). With
+by maximum marginal likelihood (scikit-learn's formula, written out in ``NegativeLikelihood`` so the
+distances are computed once per fit; L-BFGS-B from the initial values and one random restart). With
 K = k(U, U) over the n observations (noise included) and k* = c * Matern(u, U) (noise excluded: EI
 is about the function, not about one noisy retraining) the latent predictive is
 
@@ -111,8 +112,10 @@ projected points, ints and ordinal choices snapped to their levels and each one-
 one-hot of its largest column, so EI scores configurations that can actually run (Garrido-Merchan &
 Hernandez-Lobato 2020, "Dealing with categorical and integer-valued variables in Bayesian
 optimization with Gaussian processes"). Candidates: every configuration when all dimensions are
-discrete and there are at most 32,768 of them (HPOBench's 30,000 and NAS-Bench-201's 15,625 are
-scored whole, a few tens of ms); else a dense grid (one numeric column) or a scrambled Sobol set over
+discrete and there are at most 32,768 of them, as long as scoring them stays within a cost
+(configurations x the surrogate's points squared: NAS-Bench-201's 15,625 are scored whole up to 92
+points, HPOBench's 30,000 up to 66), past which a seeded sample of the configurations is scored and
+climbed from as below; else a dense grid (one numeric column) or a scrambled Sobol set over
 the relaxed cube, projected, and from the best three a local search: L-BFGS-B over the continuous
 columns with the discrete ones held, then greedy moves to the best discrete neighbour (an int or
 ordinal choice one level up or down, a categorical choice at another level) while EI improves. On
@@ -131,7 +134,7 @@ draws are redrawn the same way, and so is the proposal when every point the sear
 (a large discrete space nearly used up). When every dimension is discrete and every configuration
 has been taken, the study is finished (``Decision(finished=True)``): nothing new is left to learn.
 
-Determinism: every random choice of trial k (GP restarts, the Sobol candidates, redraws) comes
+Determinism: every random choice of trial k (GP restarts, subsets, the candidates, redraws) comes
 from ``self.rng(k)``.
 """
 

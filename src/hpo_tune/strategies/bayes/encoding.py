@@ -71,6 +71,8 @@ class Encoding:
                        if choice_kernel == "hamming" else np.arange(self.width))
         self.size = None if self.continuous.size else math.prod(_count(dim) for dim in space.values())
         self._grid: np.ndarray | None = None
+        self._level_rows = {name: _read_only(self._build_level_rows(name)) for name, dim in space.items()
+                            if not isinstance(dim, Float)}  # built once: encoding a long history reads them per trial
 
     def encode(self, params: Params) -> np.ndarray:
         point = np.zeros(self.width)
@@ -98,7 +100,10 @@ class Encoding:
         return self.space.only_active(params)
 
     def level_rows(self, name: str) -> np.ndarray:
-        """A discrete dimension's levels as its columns encode them, one row each (lowest level first)."""
+        """A discrete dimension's levels as its columns encode them, one row each (lowest level first; read-only)."""
+        return self._level_rows[name]
+
+    def _build_level_rows(self, name: str) -> np.ndarray:
         dim = self.space[name]
         if name in self.one_hot:
             return np.eye(len(dim.values))
@@ -173,6 +178,11 @@ class Encoding:
 def _numbers(dim: Choice) -> bool:
     """Whether every value of a choice is a number (booleans are not), so that its values have an order."""
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in dim.values)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 def _ranks(m: int) -> np.ndarray:

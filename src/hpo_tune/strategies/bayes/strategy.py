@@ -36,7 +36,8 @@ MIN_OBSERVATIONS = 2  # the surrogate's hyperparameters need two points
 MOST_INITIAL = 10  # random points before EI under ``n_initial: auto``, as Optuna's GPSampler and TPESampler start
 GRID_POINTS = 2049  # candidates along a single numeric column
 SOBOL_POINTS = 1024  # candidates in more columns
-WHOLE_GRID = 2**15  # an all-discrete space of at most this many configurations is scored whole instead
+WHOLE_GRID = 2**15  # an all-discrete space of at most this many configurations is scored from its grid instead
+SCORED_COST = 2**27  # the grid is scored whole while configurations x the surrogate's points^2 stay within this
 REFINE_STARTS = 3  # local searches from the best candidates
 NEIGHBOUR_ROUNDS = 5  # moves of the discrete neighbour search from each start
 RANDOM_TRIES = 1000  # redraws past taken configurations (only a nearly exhausted discrete space needs many)
@@ -192,18 +193,19 @@ class _BayesianOptimisation(Strategy):
                      taken: set[tuple[Any, ...]], rng: np.random.Generator) -> Params:
         """The untaken configuration of highest EI found; a random untaken one if every point found is taken."""
         model = self._model(inputs, losses, pending, rng)
-        for point in self._ranked(lambda u: model.ei(self.predictive(model.surrogate, u)), rng):
+        for point in self._ranked(lambda u: model.ei(self.predictive(model.surrogate, u)), rng, model.surrogate.n):
             params = self.encoding.decode(point)
             if self._key(params) not in taken:
                 return params
         return self._draw(taken, rng)
 
-    def _ranked(self, acquisition: Callable[[np.ndarray], np.ndarray], rng: np.random.Generator) -> np.ndarray:
-        """Projected candidates and the local optima found from the best few, best EI first (ties: candidates); a
-        whole discrete space, best EI first."""
-        candidates = self._candidates(rng)
+    def _ranked(self, acquisition: Callable[[np.ndarray], np.ndarray], rng: np.random.Generator,
+                conditioned: int) -> np.ndarray:
+        """Candidates and the local optima found from the best few, best EI first (ties: candidates); a discrete
+        space scored whole, best EI first. ``conditioned``: the surrogate's points (see ``_candidates``)."""
+        candidates, whole = self._candidates(rng, conditioned)
         values = acquisition(candidates)
-        if self._whole:
+        if whole:
             return candidates[np.argsort(-values, kind="stable")]
         starts = np.argsort(-values, kind="stable")[:REFINE_STARTS]
         refined = [self._refine(candidates[i], values[i], acquisition) for i in starts]
@@ -211,22 +213,25 @@ class _BayesianOptimisation(Strategy):
         scores = np.concatenate([values, [value for _, value in refined]])
         return points[np.argsort(-scores, kind="stable")]
 
-    @property
-    def _whole(self) -> bool:
-        """Whether the space is discrete and small enough to score every configuration."""
-        return self.encoding.size is not None and self.encoding.size <= WHOLE_GRID
+    def _candidates(self, rng: np.random.Generator, conditioned: int) -> tuple[np.ndarray, bool]:
+        """The candidates, and whether they are the whole space.
 
-    def _candidates(self, rng: np.random.Generator) -> np.ndarray:
-        """Every configuration of a discrete space of at most ``WHOLE_GRID``; else a 1-D grid or a scrambled Sobol
-        set, projected."""
+        A discrete space of at most ``WHOLE_GRID`` configurations: every one of them while that costs at most
+        ``SCORED_COST`` (configurations x ``conditioned``^2: EI's variance is quadratic in the surrogate's points),
+        so NAS-Bench-201's 15,625 up to 92 points; past that, a seeded sample of that many (at least
+        ``SOBOL_POINTS``), to be climbed from. Else a 1-D grid or a scrambled Sobol set, projected."""
         encoding = self.encoding
-        if self._whole:
-            return encoding.grid()
+        if encoding.size is not None and encoding.size <= WHOLE_GRID:
+            grid = encoding.grid()
+            most = max(SOBOL_POINTS, SCORED_COST // conditioned**2)
+            if len(grid) <= most:
+                return grid, True
+            return grid[np.sort(rng.choice(len(grid), most, replace=False))], False
         if encoding.width == 1:
             relaxed = np.linspace(0.0, 1.0, GRID_POINTS)[:, None]
         else:
             relaxed = qmc.Sobol(encoding.width, scramble=True, rng=rng).random(SOBOL_POINTS)
-        return np.unique(encoding.project(relaxed), axis=0)
+        return np.unique(encoding.project(relaxed), axis=0), False
 
     def _refine(self, start: np.ndarray, value: float,
                 acquisition: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, float]:
